@@ -1,0 +1,68 @@
+# The two commands of the README, and what they stand on.
+#   make dev    run the operator on an embedded local control plane
+#   make test   lint, type-check, layer-check, unit and e2e tests (JUnit: build/test-results.xml)
+# Both run `make install` first: it is idempotent and does every set-up step
+# itself (virtualenv, Python packages, Debian packages, control-plane binaries).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Debian packages the tests talk to as real peers.
+DEBS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install venv debs controlplane dev test lint unit e2e bench crds clean
+
+install: venv debs controlplane
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+# and kwok from pinned Go modules into ~/.cache/incidentops (skipped when cached).
+controlplane: venv
+	@command -v go >/dev/null || { echo "error: Go is needed to build the control plane (https://go.dev/doc/install)"; exit 1; }
+	$(PY) -m incidentops.testing.build
+
+dev: install
+	$(BIN)/incidentops dev
+
+lint: venv
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+e2e: install
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+# One pytest run for unit and e2e tests, so the JUnit report holds both.
+test: install lint
+	mkdir -p build
+	$(BIN)/pytest --junitxml=build/test-results.xml $(PYTEST_ARGS)
+
+crds: venv
+	$(BIN)/incidentops crds --output crds/
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,262 @@
+"""Command line: ``incidentops run | dev | crds`` and the ``kubectl incident`` plugin.
+
+Where it sits: the top layer. ``run`` starts the operator (``handlers.runtime``);
+``dev`` first brings up the local control plane of ``incidentops.testing``,
+installs the CRDs, RBAC and the example policies, and then runs the operator in
+the foreground under the chart's own ServiceAccount; ``crds`` writes the CRDs
+generated from the API models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from incidentops import __version__
+from incidentops.settings import Settings
+
+
+class UsageError(Exception):
+    """Wrong use of the CLI: the message is for the user, the exit code is 2."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("namespace", "kubeconfig", "receiver_port", "metrics_port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "watch_namespace", None):
+        overrides["watch_namespaces"] = args.watch_namespace
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s [%(name)s] %(message)s",
+    )
+    # Kopf's and aiohttp's per-request chatter hides what matters at 3 a.m.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _run_operator(settings: Settings, on_ready: Any = None) -> int:
+    """Run the operator in this thread's loop until a signal or a failure."""
+    from incidentops.handlers import runtime
+
+    async def main() -> None:
+        ready = asyncio.Event()
+        watcher = asyncio.create_task(_after(ready, on_ready)) if on_ready else None
+        try:
+            await runtime.run(settings, ready_flag=ready)
+        finally:
+            if watcher:
+                watcher.cancel()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        logging.getLogger("incidentops").error("operator stopped: %s", exc, exc_info=exc)
+        return 1
+    return 0
+
+
+async def _after(event: asyncio.Event, callback: Any) -> None:
+    await event.wait()
+    callback()
+
+
+# -- incidentops crds -----------------------------------------------------------------------
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from incidentops.api import crdgen
+
+    if args.output:
+        for path in crdgen.write(Path(args.output)):
+            print(path)
+    else:
+        yaml.safe_dump_all(crdgen.generate(), sys.stdout, sort_keys=False)
+    return 0
+
+
+# -- incidentops run ------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _configure_logging(args.verbose)
+    return _run_operator(settings)
+
+
+# -- incidentops dev ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """During the synchronous set-up, SIGTERM stops like Ctrl-C, so cleanup runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _find_project_file(relative: str) -> Path | None:
+    for base in (Path.cwd(), *Path.cwd().parents):
+        candidate = base / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from incidentops.testing import controlplane
+    from incidentops.testing.install import OPERATOR_SERVICE_ACCOUNT, install_crds, install_operator_rbac
+
+    _configure_logging(args.verbose)
+    log = logging.getLogger("incidentops.dev")
+    settings = _settings(args)
+    state_file = Path(args.state_file) if args.state_file else None
+    cluster: Any = None
+    try:
+        with _sigterm_as_interrupt():
+            workdir = Path(args.workdir) if args.workdir else None
+            cluster = controlplane.from_environment(workdir)
+            log.info("starting the local control plane (the first run builds it from Go modules)")
+            cluster.start()
+            log.info("installing the CRDs")
+            install_crds(cluster)
+            cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}})
+            clusterrole = _find_project_file("charts/incidentops/files/clusterrole.yaml")
+            operator_kubeconfig = cluster.kubeconfig
+            if clusterrole:
+                operator_kubeconfig = install_operator_rbac(cluster, settings.namespace, clusterrole)
+                log.info("the operator runs as ServiceAccount %s/%s", settings.namespace, OPERATOR_SERVICE_ACCOUNT)
+            else:
+                log.warning("charts/incidentops/files/clusterrole.yaml not found: the operator runs as admin")
+            examples = Path(args.examples) if args.examples else _find_project_file("examples")
+            if examples and not args.no_examples:
+                for sub in ("secrets", "policies"):
+                    if (examples / sub).is_dir():
+                        cluster.kubectl("apply", "-n", settings.namespace, "-f", str(examples / sub))
+                log.info("applied the example policies from %s", examples)
+            settings = settings.model_copy(update={"kubeconfig": operator_kubeconfig})
+    except KeyboardInterrupt:
+        if cluster:
+            cluster.stop()
+        return 130
+    except Exception as exc:
+        if cluster:
+            cluster.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    def ready() -> None:
+        state = {
+            "kubeconfig": str(cluster.kubeconfig),
+            "namespace": settings.namespace,
+            "alertsURL": None,
+            "alertsToken": None,
+            "metricsURL": None,
+        }
+        if state_file:
+            tmp = state_file.with_suffix(state_file.suffix + ".tmp")
+            tmp.write_text(json.dumps(state, indent=2))
+            os.replace(tmp, state_file)  # readers never see half a file
+        incident = _find_project_file("examples/incidents/manual-p1.yaml")
+        try_this = f"kubectl apply -n {settings.namespace} -f {incident}" if incident else ""
+        print(
+            "\nincidentops is running on a local control plane.\n"
+            f"  export KUBECONFIG={cluster.kubeconfig}\n"
+            f"  {try_this}\n"
+            f"  kubectl get incidents -n {settings.namespace} -o wide\n"
+            "Ctrl-C stops the operator and the control plane.\n",
+            flush=True,
+        )
+
+    try:
+        return _run_operator(settings, on_ready=ready)
+    finally:
+        cluster.stop()
+        if state_file:
+            with contextlib.suppress(FileNotFoundError):
+                state_file.unlink()
+
+
+# -- argument parsing -----------------------------------------------------------------------
+
+
+def _common_operator_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", help="the operator's namespace (INCIDENTOPS_NAMESPACE)")
+    parser.add_argument(
+        "--watch-namespace", action="append", help="a namespace to watch (repeatable); default: all namespaces"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig to use; default: KUBECONFIG or in-cluster")
+    parser.add_argument("--receiver-port", type=int, help="port of the Alertmanager receiver")
+    parser.add_argument("--metrics-port", type=int, help="port of the metrics endpoint")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="incidentops", description="Run an incident-response plan inside the cluster.")
+    root.add_argument("--version", action="version", version=f"incidentops {__version__}")
+    sub = root.add_subparsers(dest="command", metavar="{run,dev,crds}")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the operator against the current cluster")
+    _common_operator_args(run)
+    run.set_defaults(func=cmd_run)
+
+    dev = sub.add_parser("dev", help="run the operator on a local control plane (or USE_EXISTING_CLUSTER=true)")
+    _common_operator_args(dev)
+    dev.add_argument("--state-file", help="write a JSON object with kubeconfig, namespace, URLs once ready")
+    dev.add_argument("--examples", help="directory of example secrets/ and policies/ to apply (default: ./examples)")
+    dev.add_argument("--no-examples", action="store_true", help="do not apply the example policies")
+    dev.add_argument("--workdir", help="directory for the control plane's data, certificates and logs")
+    dev.set_defaults(func=cmd_dev)
+
+    crds = sub.add_parser("crds", help="print the CRDs generated from the API models, or write them")
+    crds.add_argument("--output", "-o", help="directory to write one YAML file per CRD into")
+    crds.set_defaults(func=cmd_crds)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"incidentops: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def kubectl_incident(argv: Sequence[str] | None = None) -> int:
+    from incidentops import plugin
+
+    return plugin.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""What every handler needs, built once per process and passed in explicitly.
+
+Where it sits: ``runtime.py`` builds it; ``registry.py`` closes its handlers
+over it. It holds only collaborators (settings, the API client, the clock),
+never incident state: that lives in each object's status.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes_asyncio import client
+
+from incidentops.settings import Settings
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: Settings
+    api: client.ApiClient
+    clock: Callable[[], datetime.datetime] = field(default=utcnow)

@@ -1,0 +1,125 @@
+"""The operator process: one asyncio loop, Kopf embedded as a task.
+
+Where it sits: ``incidentops run`` and ``incidentops dev`` call :func:`run`.
+It logs in, builds the handler registry (``registry.py``) around the shared
+dependencies, and runs ``kopf.operator()`` standalone (no peering: high
+availability is a Lease, not Kopf's peering) beside the other long-running
+tasks of the process: the Alertmanager receiver, the metrics server and the
+escalation scheduler join the same loop as :class:`Task` entries.
+
+When any task fails, all of them stop, so the process exits non-zero and is
+restarted, instead of limping on with half its parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import kopf
+
+from incidentops import kube
+from incidentops.handlers import registry as registry_module
+from incidentops.handlers.deps import Dependencies
+from incidentops.settings import Settings
+
+logger = logging.getLogger("incidentops")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A long-running part of the process, started beside Kopf."""
+
+    name: str
+    run: Callable[[asyncio.Event], Awaitable[None]]
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Kopf's settings, applied once at start-up."""
+    prefix = "incidentops.dev"
+    # Progress and the last handled spec live in annotations: status is our API.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key="last-handled")
+    settings.persistence.finalizer = f"{prefix}/finalizer"
+    # Events for our transitions are posted by our handlers with specific reasons;
+    # Kopf's own per-handler chatter stays in the logs.
+    settings.posting.level = logging.WARNING
+    # Watches that go silent (lost connections, proxies) are restarted (nolar/kopf#204).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # Our runtime, not Kopf, ends the process once every part has stopped (and
+    # `incidentops dev` must still stop its control plane afterwards).
+    settings.process.ultimate_exiting_timeout = None
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+    extra_tasks: list[Task] | None = None,
+) -> None:
+    """Run the operator until ``stop_flag`` is set or a part fails."""
+    if settings.kubeconfig:
+        # Kopf and our client read the same file, so both act as one identity.
+        os.environ["KUBECONFIG"] = str(settings.kubeconfig)
+    stop_flag = stop_flag or asyncio.Event()
+    api = await kube.api_client(settings.kubeconfig)
+    deps = Dependencies(settings=settings, api=api)
+    registry = registry_module.build(deps)
+    kopf_ready = asyncio.Event()
+    kopf_stop = asyncio.Event()
+    kopf_settings = kopf.OperatorSettings()
+    configure_kopf(kopf_settings)
+    namespaces = settings.watch_namespaces
+    tasks: dict[str, asyncio.Task[None]] = {
+        "kopf": asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                settings=kopf_settings,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                stop_flag=kopf_stop,
+                ready_flag=kopf_ready,
+            ),
+            name="kopf",
+        )
+    }
+    for task in extra_tasks or []:
+        tasks[task.name] = asyncio.create_task(task.run(kopf_stop), name=task.name)
+
+    async def announce_ready() -> None:
+        await kopf_ready.wait()
+        logger.info("incidentops is ready")  # tests and scripts wait for this line
+        if ready_flag is not None:
+            ready_flag.set()
+
+    waiter = asyncio.create_task(stop_flag.wait(), name="stop-flag")
+    announcer = asyncio.create_task(announce_ready(), name="ready-flag")
+    try:
+        done, _ = await asyncio.wait([waiter, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and not task.cancelled() and task.exception():
+                logger.error("%s failed; stopping the operator", task.get_name(), exc_info=task.exception())
+    finally:
+        kopf_stop.set()
+        announcer.cancel()
+        waiter.cancel()
+        # Kopf stops on its flag; the others get a grace period, then are cancelled.
+        _, pending = await asyncio.wait(tasks.values(), timeout=10)
+        for task in pending:
+            task.cancel()
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await api.close()
+    failed = [t for t in tasks.values() if not t.cancelled() and t.exception() is not None]
+    if failed and not stop_flag.is_set():
+        raise RuntimeError(f"operator part {failed[0].get_name()!r} failed") from failed[0].exception()

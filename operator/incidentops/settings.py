@@ -1,0 +1,49 @@
+"""The operator's settings: environment variables (``INCIDENTOPS_*``) or CLI flags.
+
+Where it sits: read once by ``cli.py`` at start-up and passed down; the domain
+and the API never see it (import-linter forbids it), so their behaviour is a
+function of the objects alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INCIDENTOPS_", extra="ignore")
+
+    namespace: str = Field(
+        default="incidentops",
+        description="The operator's own namespace: its policies apply to every namespace, "
+        "alert-born incidents are created here, and it is protected from actions by default.",
+    )
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces to watch for Incidents and EscalationPolicies; empty means the whole cluster.",
+    )
+    receiver_port: int = Field(default=8080, ge=0, le=65535, description="Port of the Alertmanager receiver.")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of the Prometheus metrics endpoint.")
+    bind_address: str = Field(default="0.0.0.0", description="Address the receiver and metrics servers bind to.")
+    token_file: Path | None = Field(default=None, description="File with the receiver's current bearer token.")
+    previous_token_file: Path | None = Field(
+        default=None, description="File with the previous bearer token, still accepted during a rotation."
+    )
+    alert_namespace_label: bool = Field(
+        default=False,
+        description="Whether an alert's `namespace` label may place its incident in that namespace "
+        "(otherwise every alert-born incident lives in the operator's namespace).",
+    )
+    kubeconfig: Path | None = Field(default=None, description="Kubeconfig to use; in-cluster config when unset.")
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        # Environment variables carry lists as comma-separated text.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

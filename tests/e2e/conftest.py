@@ -1,0 +1,112 @@
+"""Fixtures of the e2e tests: a real control plane, our CRDs, RBAC, the operator.
+
+The control plane is started once per session (etcd, kube-apiserver with RBAC,
+controller-manager, scheduler, kwok nodes; or the cluster of KUBECONFIG with
+USE_EXISTING_CLUSTER=true). The operator runs as its own process under a
+ServiceAccount bound to the chart's ClusterRole, so RBAC is what a user gets.
+Each test works in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incidentops.testing import controlplane
+from incidentops.testing.install import install_crds, install_operator_rbac
+from incidentops.testing.operator import OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTERROLE = ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml"
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
+    """Poll until `check` returns something truthy; its value is returned."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.ControlPlane]:
+    cp = controlplane.from_environment(tmp_path_factory.mktemp("controlplane"))
+    cp.start()
+    try:
+        yield cp  # type: ignore[misc]
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: controlplane.ControlPlane) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture(scope="session")
+def operator_namespace(cluster: controlplane.ControlPlane) -> str:
+    name = f"incidentops-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: controlplane.ControlPlane, operator_namespace: str) -> Path:
+    """A kubeconfig for a ServiceAccount bound to the chart's own ClusterRole."""
+    return install_operator_rbac(cluster, operator_namespace, CLUSTERROLE)
+
+
+@pytest.fixture
+def namespace(cluster: controlplane.ControlPlane) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(
+    crds: None,
+    operator_kubeconfig: Path,
+    operator_namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        operator_kubeconfig,
+        operator_namespace,
+        tmp_path / "operator.log",
+        env={"INCIDENTOPS_POLICY_RECHECK_SECONDS": "1"},
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        code = proc.stop()
+        output = proc.output()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(f"--- operator log (exit {code}) ---\n{output[-8000:]}")
+        # Whatever the test checked, the operator must never crash on its input.
+        assert "Traceback" not in output, f"the operator logged a traceback:\n{output[-8000:]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def get_json(cluster: controlplane.ControlPlane, *args: str) -> Any:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
