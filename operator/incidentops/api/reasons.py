@@ -1,0 +1,116 @@
+"""Every condition and Event reason, as CamelCase constants, in one module (Argo Rollouts style).
+
+Where it sits: ``incidentops.api`` (pure). The domain picks reasons from here;
+the handlers put them on conditions and on Kubernetes Events; the timeline uses
+them as its ``kind``. A reason is specific (``RollbackStarted``, not ``Started``)
+and stable: alerts and dashboards match on it, so renaming one is an API change.
+"""
+
+from __future__ import annotations
+
+# --- shared -------------------------------------------------------------------------------------
+INITIALIZING = "Initializing"  # first visit: the condition is set, nothing is known yet
+SPEC_INVALID = "SpecInvalid"  # the object fails validation the schema could not express
+
+# --- Incident Ready: policy selection and classification -----------------------------------------
+NO_ESCALATION_POLICY = "NoEscalationPolicy"  # no policy selects the incident and there is no `default`
+POLICY_NOT_FOUND = "PolicyNotFound"  # spec.escalationPolicyRef names a policy that does not exist
+POLICY_REF_OUT_OF_SCOPE = "PolicyRefOutOfScope"  # the ref's namespace is neither the incident's nor the operator's
+POLICY_NOT_READY = "PolicyNotReady"  # the policy in effect is not Ready (a channel cannot be used)
+POLICY_SELECTED = "PolicySelected"  # a policy is in effect (Ready=True; the message names it)
+POLICY_CHANGED = "PolicyChanged"  # Event: a different policy now applies to the incident
+CLASSIFIED = "Classified"  # Event: severity/type set by a classification rule
+DEFAULT_SEVERITY = "DefaultSeverity"  # Event: no rule matched, the policy's defaultSeverity applies
+SEVERITY_CHANGED = "SeverityChanged"  # Event: the effective severity changed (deadlines recomputed)
+
+# --- EscalationPolicy Ready: channels and their Secrets ------------------------------------------
+CHANNELS_READY = "ChannelsReady"  # every channel's Secret exists, is labelled and has its key
+SECRET_NOT_FOUND = "SecretNotFound"  # a secretKeyRef names a Secret that does not exist
+SECRET_NOT_LABELLED = "SecretNotLabelled"  # the Secret lacks incidentops.dev/channel-secret: "true"
+SECRET_KEY_MISSING = "SecretKeyMissing"  # the Secret exists but has no such key
+
+# --- Acknowledged ----------------------------------------------------------------------------------
+AWAITING_ACKNOWLEDGEMENT = "AwaitingAcknowledgement"  # nobody has acknowledged in this episode
+ACKNOWLEDGED_BY = "AcknowledgedBy"  # acknowledged in this episode (the message names who)
+ACKNOWLEDGEMENT_OUTDATED = "AcknowledgementOutdated"  # spec.acknowledgement.at predates this episode
+
+# --- Contained ------------------------------------------------------------------------------------
+NOT_CONTAINED = "NotContained"  # nobody has declared containment in this episode
+CONTAINED_BY = "ContainedBy"  # contained in this episode (the message names who)
+
+# --- Resolved -------------------------------------------------------------------------------------
+UNRESOLVED = "Unresolved"  # the incident is open
+RESOLVED_BY = "ResolvedBy"  # a person resolved it in this episode (spec.resolution)
+ALERTS_RESOLVED = "AlertsResolved"  # every alert resolved and the policy auto-resolves (status only)
+
+# --- AlertsResolved -------------------------------------------------------------------------------
+ALERTS_FIRING = "AlertsFiring"  # at least one alert of the group fires
+NO_ALERTS = "NoAlerts"  # the incident has no alert group (manual)
+ALERTS_RECEIVED = "AlertsReceived"  # Event: a new snapshot of the alert group arrived
+
+# --- SLABreached ----------------------------------------------------------------------------------
+NOT_BREACHED = "NotBreached"  # every deadline of this episode is met so far
+SLA_BREACHED = "SLABreached"  # a deadline was missed (generic; Event reason too)
+ACKNOWLEDGE_DEADLINE_MISSED = "AcknowledgeDeadlineMissed"  # not acknowledged within acknowledgeWithin
+RESOLVE_DEADLINE_MISSED = "ResolveDeadlineMissed"  # not resolved within resolveWithin
+UPDATE_DEADLINE_MISSED = "UpdateDeadlineMissed"  # no status update within updateEvery
+NOTIFY_USERS_DEADLINE_MISSED = "NotifyUsersDeadlineMissed"  # affected users not notified within 72h
+NOTIFY_REGULATOR_DEADLINE_MISSED = "NotifyRegulatorDeadlineMissed"  # regulator not notified within 72h
+
+# --- EscalationExhausted --------------------------------------------------------------------------
+ESCALATION_IN_PROGRESS = "EscalationInProgress"  # levels or rounds are still due
+ESCALATION_STOPPED = "EscalationStopped"  # acknowledged or resolved: paging stopped
+ESCALATION_EXHAUSTED = "EscalationExhausted"  # every level and round notified, nobody acknowledged
+NO_LEVELS = "NoLevels"  # the policy has no level for the incident's severity
+
+# --- lifecycle Events and timeline ----------------------------------------------------------------
+TRIGGERED = "Triggered"  # Event: the incident started (episode 1)
+ACKNOWLEDGED = "Acknowledged"  # Event: acknowledged
+CONTAINED = "Contained"  # Event: contained
+RESOLVED = "Resolved"  # Event: resolved
+CLOSED = "Closed"  # Event: the reopen window passed and any required post-mortem is done
+REOPENED = "Reopened"  # Event: the alerts fired again within the reopen window: a new episode
+STATUS_UPDATE_POSTED = "StatusUpdatePosted"  # Event: spec.statusUpdate changed and was announced
+ROLE_UNCLAIMED = "RoleUnclaimed"  # Event: a P1/P2 incident has no commander (or other role) yet
+IMPACT_ESCALATED = "ImpactEscalated"  # Event: estimated cost passed an impactEscalation threshold
+DRILL = "Drill"  # Event: the incident is a drill; actions are dry runs
+
+# --- escalation and notification Events -----------------------------------------------------------
+ESCALATED = "Escalated"  # Event: a level was reached and its channels notified
+ESCALATION_ROUND_STARTED = "EscalationRoundStarted"  # Event: repeat started a new round
+NOTIFICATION_SENT = "NotificationSent"  # Event: a channel accepted a notification
+NOTIFICATION_FAILED = "NotificationFailed"  # Event: a channel refused or failed (will be retried)
+NOTIFICATION_SKIPPED = "NotificationSkipped"  # Event: a channel was not usable (its Secret is not ready)
+
+# --- post-mortem ----------------------------------------------------------------------------------
+POSTMORTEM_REQUIRED = "PostmortemRequired"  # Event: resolved; a post-mortem is due by status.postmortem.dueBy
+POSTMORTEM_OVERDUE = "PostmortemOverdue"  # Event: the post-mortem is past due
+POSTMORTEM_DONE = "PostmortemDone"  # Event: the post-mortem is done
+
+# --- actions --------------------------------------------------------------------------------------
+ACTION_PLANNED = "ActionPlanned"  # Event: an action was planned (dry run, drill, or before running)
+ACTION_AWAITING_APPROVAL = "ActionAwaitingApproval"  # Event: an action waits for approved: true
+ACTION_STARTED = "ActionStarted"  # Event: an action started (recorded Running before any change)
+ACTION_SUCCEEDED = "ActionSucceeded"  # Event: an action finished and verified
+ACTION_FAILED = "ActionFailed"  # Event: an action failed
+ACTION_SKIPPED = "ActionSkipped"  # Event: an action was skipped (the message says which guard)
+ACTION_UNDONE = "ActionUndone"  # Event: an action was undone on resolution or deletion
+ROLLBACK_STARTED = "RollbackStarted"  # Event: a Deployment rollback started
+ROLLED_BACK = "RolledBack"  # Event: a Deployment is back at the earlier revision
+MAINTENANCE_ENTERED = "MaintenanceEntered"  # Event: a Service/Ingress switched to its maintenance backend
+MAINTENANCE_EXITED = "MaintenanceExited"  # Event: the original selector/backends restored
+QUARANTINED = "Quarantined"  # Event: Pods relabelled out of rotation and isolated
+SCALED = "Scaled"  # Event: a Deployment was scaled
+EVIDENCE_COLLECTED = "EvidenceCollected"  # Event: evidence stored and recorded in status.evidence
+
+# --- guards (action skip reasons) -----------------------------------------------------------------
+DRY_RUN = "DryRun"  # the policy's guards.dryRun (or a drill) allows planning only
+APPROVAL_REQUIRED = "ApprovalRequired"  # the remediation needs approval and has none yet
+RATE_LIMITED = "RateLimited"  # guards.maxActionsPerHour reached
+PROTECTED_NAMESPACE = "ProtectedNamespace"  # the target is in a protected namespace
+GITOPS_MANAGED = "GitOpsManaged"  # Argo CD or Flux manage the target and allowGitOpsManaged is false
+DEPLOYMENT_PAUSED = "DeploymentPaused"  # rollback refused: the Deployment is paused
+REVISION_NOT_FOUND = "RevisionNotFound"  # rollback refused: the revision is gone
+NOT_CHANGED_RECENTLY = "NotChangedRecently"  # rollback skipped: no change within ifChangedWithin
+ALREADY_DONE = "AlreadyDone"  # after a restart the cluster shows the action done: not repeated
+TARGET_NOT_FOUND = "TargetNotFound"  # the action's target does not exist
