@@ -1,0 +1,220 @@
+"""The one interface every channel implements, and the values that cross it.
+
+A channel is built once per (policy channel, resolved Secrets) and is asked to
+``send`` one :class:`Notification` at a time. It answers with an
+:class:`Outcome` and never raises for a delivery failure: a failed delivery is
+a fact the caller records in ``status.notifications[]``, not an error.
+
+Nothing that comes out of this package (an ``Outcome.reason``, a log record, a
+:class:`ChannelConfigError` message) ever carries a secret value: no webhook
+URL that is itself the credential, no routing key, no header value, no
+password. :class:`Redactor` is the last line of that defence; the first is not
+to put such values into messages at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "EVENTS",
+    "Channel",
+    "ChannelConfigError",
+    "Event",
+    "IncidentRef",
+    "Notification",
+    "Outcome",
+    "Redactor",
+    "event_title",
+    "url_secrets",
+]
+
+Event = Literal[
+    "triggered",
+    "escalated",
+    "update-due",
+    "sla-breached",
+    "status-update",
+    "acknowledged",
+    "resolved",
+]
+
+#: Every event a channel may be asked to announce, in the order they usually happen.
+EVENTS: Final[tuple[Event, ...]] = (
+    "triggered",
+    "escalated",
+    "update-due",
+    "sla-breached",
+    "status-update",
+    "acknowledged",
+    "resolved",
+)
+
+_EVENT_TITLES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "triggered": "Incident triggered",
+        "escalated": "Incident escalated",
+        "update-due": "Status update due",
+        "sla-breached": "SLA breached",
+        "status-update": "Incident update",
+        "acknowledged": "Incident acknowledged",
+        "resolved": "Incident resolved",
+    }
+)
+
+
+def event_title(event: str) -> str:
+    """A short human title for an event (``"update-due"`` -> ``"Status update due"``)."""
+    return _EVENT_TITLES.get(event, event)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentRef:
+    """What a message says about the incident: a read-only snapshot taken by the caller."""
+
+    name: str
+    namespace: str
+    uid: str
+    title: str
+    severity: str  # "P1".."P4"
+    phase: str
+    episode: int = 1
+    type: str | None = None
+    description: str | None = None
+    drill: bool = False
+    started_at: datetime | None = None
+    acknowledged_by: str | None = None
+    summary: str | None = None  # the resolution summary, or the latest status update's text
+    root_cause: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notification:
+    """One message to one channel.
+
+    ``key`` is the idempotency key computed by the caller (a hash of incident
+    uid, episode, round, level name, channel name and event): the same
+    notification re-sent after a restart carries the same key, and every
+    channel passes it on (``Idempotency-Key`` header, e-mail ``Message-ID``,
+    Slack context line) so a receiver can recognise a duplicate.
+
+    ``details`` carries optional, event-specific facts for the templates
+    (see :data:`incidentops.notify.templates.DETAILS`): ``impact``,
+    ``commander``, ``next_update_by``, ``update_every``, ``after``, ``until``,
+    ``breach``, ``deadline``, ``resolved_at``. Unknown names are refused when
+    the message is rendered, so a typo fails loudly in tests.
+    """
+
+    key: str
+    event: str  # one of EVENTS (checked at construction)
+    channel: str
+    incident: IncidentRef
+    level: int | None = None
+    level_name: str | None = None
+    at: datetime
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def __post_init__(self) -> None:
+        if self.event not in EVENTS:
+            raise ValueError(f"unknown event {self.event!r}; expected one of {', '.join(EVENTS)}")
+        if not isinstance(self.details, MappingProxyType):
+            object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """The result of one ``send``: what the caller writes to ``status.notifications[]``.
+
+    ``reason`` is short, human and safe to show anywhere: it never contains a
+    secret value (no URL that is a credential, no routing key, no header value).
+    """
+
+    delivered: bool
+    attempts: int = 0
+    status_code: int | None = None
+    reason: str
+
+    @property
+    def outcome(self) -> Literal["Delivered", "Failed"]:
+        """The one word recorded in status."""
+        return "Delivered" if self.delivered else "Failed"
+
+
+class ChannelConfigError(Exception):
+    """A channel's configuration is unusable (found when the channel is built).
+
+    The message names the channel and what is wrong with it, never a value
+    read from a Secret, so it is safe for a condition message or an Event.
+    """
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A place notifications go to: one per EscalationPolicy ``channels[]`` entry."""
+
+    @property
+    def kind(self) -> str:
+        """``"slack"``, ``"pagerduty"``, ``"webhook"`` or ``"email"``."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The policy's name for the channel."""
+        ...
+
+    async def send(self, n: Notification) -> Outcome:
+        """Deliver ``n``, retrying transient failures; never raises for a failed delivery."""
+        ...
+
+
+_MIN_SECRET_LENGTH: Final = 4  # shorter values would mask ordinary words; they are no secret anyway
+
+
+class Redactor:
+    """Masks known secret values (and their tails) in a string.
+
+    A channel builds one from the values it holds (the webhook URL that is a
+    credential, a routing key, an HMAC secret, a password) and passes every
+    reason through it before it leaves the channel.
+    """
+
+    MASK: Final = "[redacted]"
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        values = {s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}
+        # Longest first, so a URL is masked whole before its token could be masked inside it.
+        self._secrets: tuple[str, ...] = tuple(sorted(values, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, self.MASK)
+        return text
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+
+_TOKEN_SEGMENT_LENGTH: Final = 12
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL to mask when the URL is a credential.
+
+    The whole URL, its path and query, and every path or query segment long
+    enough to be a token: a server's error page may echo any of them alone.
+    """
+    rest = url.split("://", 1)[-1]
+    tail = rest.partition("/")[2]
+    parts = [url]
+    if len(tail) >= _TOKEN_SEGMENT_LENGTH:
+        parts.append(tail)
+    for segment in tail.replace("?", "/").replace("&", "/").replace("=", "/").split("/"):
+        if len(segment) >= _TOKEN_SEGMENT_LENGTH:
+            parts.append(segment)
+    return [p for p in parts if p]
