@@ -1,0 +1,20 @@
+"""``kubectl incident``: the command line people use to respond to incidents.
+
+Where it sits: below ``incidentops.cli`` (which installs it as the
+``kubectl-incident`` console script, so kubectl finds it as a plugin), above
+``kube``, ``domain`` and ``api``. It writes only ``spec`` (acknowledgement,
+containment, resolution, statusUpdate, or a new Incident); the operator reacts.
+
+- ``args``: the command line (kubectl's ``-n``, ``--context``, ``--kubeconfig``
+  anywhere on the line).
+- ``logic``: pure: the episode rule, ``at`` stamps, names, the merge patches.
+- ``render``: pure: the list table, ``describe``, JSON/YAML.
+- ``connection``: kubeconfig and context, and the cluster's refusals explained.
+- ``app``: the commands, and :func:`main`.
+
+Usage is documented in ``docs/plugin.md``.
+"""
+
+from incidentops.plugin.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,331 @@
+"""The commands of ``kubectl incident``, and ``main``.
+
+Every write is a JSON merge patch of ``spec`` guarded by the resourceVersion
+read just before (see ``logic``); on 409 Conflict the command reads again and
+decides again, so two people acknowledging at once leave one acknowledgement
+and the second is told who was first. ``by`` is who the API server says the
+caller is (SelfSubjectReview), never a name the caller typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from incidentops.kube import INCIDENTS
+from incidentops.plugin import args as cli_args
+from incidentops.plugin import logic, render
+from incidentops.plugin.connection import (
+    INCIDENTS_RESOURCE,
+    Connection,
+    PluginError,
+    Request,
+    connect,
+    explain,
+    unreachable,
+)
+
+Body = dict[str, Any]
+T = TypeVar("T")
+
+WRITE_ATTEMPTS = 5
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Conflict(Exception):
+    """The object changed since it was read (409): read again and decide again."""
+
+
+class AlreadyExists(Exception):
+    """An object of that name exists already (409 on create)."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class Session:
+    """One invocation: the connection, the namespace in effect, and the clock."""
+
+    conn: Connection
+    namespace: str
+    now: Callable[[], datetime.datetime] = _now
+    _identity: str | None = field(default=None, repr=False)
+
+    async def _call(self, request: Request, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except ApiException as exc:
+            if exc.status == 409:
+                raise (AlreadyExists if request.verb == "create" else Conflict)(explain(exc, request)) from exc
+            raise PluginError(explain(exc, request)) from exc
+
+    @property
+    def _custom(self) -> Any:
+        return client.CustomObjectsApi(self.conn.api)
+
+    async def get(self, name: str) -> Body:
+        result: Body = await self._call(
+            Request("get", namespace=self.namespace, name=name),
+            self._custom.get_namespaced_custom_object(
+                INCIDENTS.group,
+                INCIDENTS.version,
+                self.namespace,
+                INCIDENTS.plural,
+                name,
+                **self.conn.call_options(),
+            ),
+        )
+        return result
+
+    async def list_incidents(self, all_namespaces: bool) -> list[Body]:
+        if all_namespaces:
+            call = self._custom.list_cluster_custom_object(
+                INCIDENTS.group, INCIDENTS.version, INCIDENTS.plural, **self.conn.call_options()
+            )
+        else:
+            call = self._custom.list_namespaced_custom_object(
+                INCIDENTS.group, INCIDENTS.version, self.namespace, INCIDENTS.plural, **self.conn.call_options()
+            )
+        result = await self._call(Request("list", namespace=None if all_namespaces else self.namespace), call)
+        items: list[Body] = result.get("items") or []
+        for item in items:  # a list's items carry no apiVersion/kind; -o json/yaml should show them
+            item.setdefault("apiVersion", f"{INCIDENTS.group}/{INCIDENTS.version}")
+            item.setdefault("kind", INCIDENTS.kind)
+        return items
+
+    async def patch(self, name: str, patch: Body) -> Body:
+        result: Body = await self._call(
+            Request("patch", namespace=self.namespace, name=name),
+            self._custom.patch_namespaced_custom_object(
+                INCIDENTS.group,
+                INCIDENTS.version,
+                self.namespace,
+                INCIDENTS.plural,
+                name,
+                patch,
+                _content_type=MERGE_PATCH,
+                **self.conn.call_options(),
+            ),
+        )
+        return result
+
+    async def create(self, body: Body) -> Body:
+        result: Body = await self._call(
+            Request("create", namespace=self.namespace),
+            self._custom.create_namespaced_custom_object(
+                INCIDENTS.group, INCIDENTS.version, self.namespace, INCIDENTS.plural, body, **self.conn.call_options()
+            ),
+        )
+        return result
+
+    async def events(self, body: Body) -> list[Body] | None:
+        """The incident's Events, or None when they cannot be read (no right to: not worth failing over)."""
+        meta = body.get("metadata") or {}
+        selector = f"involvedObject.kind={INCIDENTS.kind},involvedObject.name={meta.get('name')}"
+        if meta.get("uid"):
+            selector += f",involvedObject.uid={meta['uid']}"
+        core = client.CoreV1Api(self.conn.api)
+        try:
+            result = await core.list_namespaced_event(
+                self.namespace, field_selector=selector, **self.conn.call_options()
+            )
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return None
+            raise PluginError(explain(exc, Request("list", "events", self.namespace))) from exc
+        events: list[Body] = self.conn.api.sanitize_for_serialization(result).get("items") or []
+        return events
+
+    async def identity(self) -> str:
+        """Who the API server says the caller is (SelfSubjectReview), asked once per invocation."""
+        if self._identity is None:
+            auth = client.AuthenticationV1Api(self.conn.api)
+            review = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+            try:
+                result = await auth.create_self_subject_review(review, **self.conn.call_options())
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise PluginError(
+                        "cannot tell who you are: the cluster does not serve SelfSubjectReview "
+                        "(authentication.k8s.io/v1, Kubernetes 1.28 or later)"
+                    ) from exc
+                raise PluginError(
+                    "cannot tell who you are: "
+                    + explain(exc, Request("create", "selfsubjectreviews.authentication.k8s.io"))
+                ) from exc
+            user_info = result.status.user_info if result.status else None
+            username = user_info.username if user_info else None
+            if not username:
+                raise PluginError("cannot tell who you are: the cluster's SelfSubjectReview named no user")
+            self._identity = str(username)
+        return self._identity
+
+
+def _out(line: str = "") -> None:
+    print(line, file=sys.stdout, flush=True)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+async def cmd_list(session: Session, args: argparse.Namespace) -> int:
+    items = await session.list_incidents(args.all_namespaces)
+    if args.output in ("json", "yaml"):
+        _out(render.dump(render.as_list(items), args.output))
+        return 0
+    if not items:
+        where = "any namespace" if args.all_namespaces else f"{session.namespace} namespace"
+        _err(f"No incidents found in {where}.")
+        return 0
+    _out(render.incident_table(items, session.now(), all_namespaces=args.all_namespaces, wide=args.output == "wide"))
+    return 0
+
+
+async def cmd_describe(session: Session, args: argparse.Namespace) -> int:
+    body = await session.get(args.name)
+    if args.output:
+        _out(render.dump(body, args.output))
+        return 0
+    events = await session.events(body)
+    _out(render.describe(body, session.now(), events))
+    return 0
+
+
+async def cmd_mark(session: Session, args: argparse.Namespace) -> int:
+    """ack, contain, resolve: idempotent within an episode, a new ``at`` after a reopen."""
+    mark = logic.MARKS[args.command]
+    for _ in range(WRITE_ATTEMPTS):
+        body = await session.get(args.name)
+        done = logic.current_record(body, mark.field)
+        if done is not None:
+            _out(
+                f'incident "{args.name}" was already {mark.past} by {done.get("by")} at {done.get("at")} '
+                f"({logic.relative(done.get('at'), session.now())}); nothing changed"
+            )
+            return 0
+        by = await session.identity()
+        at = logic.stamp(session.now(), not_before=(body.get("status") or {}).get("episodeStartedAt"))
+        value = logic.mark_value(
+            mark,
+            by,
+            at,
+            note=getattr(args, "note", None),
+            summary=getattr(args, "summary", None),
+            root_cause=getattr(args, "root_cause", None),
+        )
+        try:
+            await session.patch(args.name, logic.spec_patch(body["metadata"]["resourceVersion"], mark.field, value))
+        except Conflict:
+            continue  # somebody wrote in between: read again, maybe they did what we meant to
+        _out(f'incident "{args.name}" {mark.past} by {by} at {value["at"]}')
+        return 0
+    raise PluginError(f'incident "{args.name}" kept changing while writing; try again')
+
+
+async def cmd_update(session: Session, args: argparse.Namespace) -> int:
+    for _ in range(WRITE_ATTEMPTS):
+        body = await session.get(args.name)
+        previous = (body.get("spec") or {}).get("statusUpdate") or {}
+        by = await session.identity()
+        at = logic.stamp(session.now(), after=previous.get("at") if isinstance(previous, dict) else None)
+        value = logic.status_update_value(args.message, by, at)
+        try:
+            await session.patch(args.name, logic.spec_patch(body["metadata"]["resourceVersion"], "statusUpdate", value))
+        except Conflict:
+            continue
+        _out(f'status update posted to incident "{args.name}" by {by} at {value["at"]}')
+        return 0
+    raise PluginError(f'incident "{args.name}" kept changing while writing; try again')
+
+
+async def cmd_declare(session: Session, args: argparse.Namespace) -> int:
+    attempts = 1 if args.name else WRITE_ATTEMPTS
+    for _ in range(attempts):
+        name = args.name or logic.generate_name(args.title)
+        try:
+            body = logic.declare_body(
+                name,
+                session.namespace,
+                title=args.title,
+                severity=args.severity,
+                incident_type=args.incident_type,
+                description=args.description,
+                drill=args.drill,
+                policy=args.policy,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise PluginError(f"invalid incident: {problems}") from exc
+        try:
+            created = await session.create(body)
+        except AlreadyExists as exc:
+            if args.name:
+                raise PluginError(f'incident "{name}" already exists in namespace "{session.namespace}"') from exc
+            continue  # a generated name collided: draw another suffix
+        if args.output == "name":
+            _out(f"{INCIDENTS.kind.lower()}.{INCIDENTS.group}/{created['metadata']['name']}")  # as kubectl -o name
+        elif args.output:
+            _out(render.dump(created, args.output))
+        else:
+            details = ", ".join(x for x in (args.severity, args.incident_type, "DRILL" if args.drill else None) if x)
+            _out(f'incident "{created["metadata"]["name"]}" declared in namespace "{session.namespace}" ({details})')
+        return 0
+    raise PluginError("could not find a free name for the incident; pass --name")
+
+
+COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
+    "list": cmd_list,
+    "describe": cmd_describe,
+    "declare": cmd_declare,
+    "ack": cmd_mark,
+    "contain": cmd_mark,
+    "resolve": cmd_mark,
+    "update": cmd_update,
+}
+
+
+async def run(args: argparse.Namespace) -> int:
+    conn: Connection | None = None
+    try:
+        conn = await connect(args.kubeconfig, args.context, args.request_timeout or None)
+        session = Session(conn, args.namespace or conn.namespace)
+        return await COMMANDS[args.command](session, args)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise PluginError(unreachable(conn, exc)) from exc
+    finally:
+        if conn is not None:
+            await conn.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kubectl incident``: 0 on success, 1 on a failure explained on stderr, 2 on misuse."""
+    try:
+        args = cli_args.parse(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse printed the usage and the problem (or --help)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        return asyncio.run(run(args))
+    except PluginError as exc:
+        _err(f"Error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["INCIDENTS_RESOURCE", "Session", "main"]

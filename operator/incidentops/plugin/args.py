@@ -1,0 +1,162 @@
+"""The command line of ``kubectl incident``.
+
+kubectl hands a plugin every argument after its name, flags included, so the
+global flags kubectl users type (``-n``, ``--context``, ``--kubeconfig``) are
+accepted before the command and after it: ``kubectl incident -n payments list``
+and ``kubectl incident list -n payments`` mean the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from incidentops.api import IncidentType, Severity, parse_duration
+from incidentops.plugin.logic import is_valid_name
+
+SEVERITIES = tuple(s.value for s in Severity)
+TYPES = tuple(t.value for t in IncidentType)
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+DESCRIPTION = "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve."
+EPILOG = """\
+examples:
+  kubectl incident list -A
+  kubectl incident declare --title "Checkout returns 502" --severity P1 --type availability
+  kubectl incident ack checkout-down --note "looking at the 14:05 deploy"
+  kubectl incident update checkout-down --message "Rolled back; watching error rates"
+  kubectl incident resolve checkout-down --summary "Rolled back 14:05 deploy" --root-cause "bad config"
+"""
+
+
+def text(max_length: int, *, min_length: int = 0) -> Callable[[str], str]:
+    """An argparse type: a string of bounded length (the CRD's limits, checked before any request)."""
+
+    def check(value: str) -> str:
+        if len(value.strip()) < min_length:
+            raise argparse.ArgumentTypeError("must not be empty")
+        if len(value) > max_length:
+            raise argparse.ArgumentTypeError(f"at most {max_length} characters (got {len(value)})")
+        return value
+
+    check.__name__ = "text"
+    return check
+
+
+def incident_name(value: str) -> str:
+    if not is_valid_name(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a valid name: lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def severity(value: str) -> str:
+    upper = value.upper()
+    if upper not in SEVERITIES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(SEVERITIES)}")
+    return upper
+
+
+def incident_type(value: str) -> str:
+    lower = value.lower()
+    if lower not in TYPES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(TYPES)}")
+    return lower
+
+
+def request_timeout(value: str) -> float:
+    """kubectl's ``--request-timeout``: a plain number of seconds or a duration (``30s``, ``1m``); 0 = none."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a duration (e.g. 30s, 1m, or 0 for none)") from exc
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return seconds
+
+
+def _global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("kubectl flags")
+    group.add_argument("-n", "--namespace", default=default, help="the namespace (default: the context's)")
+    group.add_argument("--context", default=default, help="the kubeconfig context to use")
+    group.add_argument(
+        "--kubeconfig", default=default, help="the kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=request_timeout,
+        default=argparse.SUPPRESS if suppress else DEFAULT_REQUEST_TIMEOUT,
+        metavar="DURATION",
+        help=f"give up on a request after this long (default {DEFAULT_REQUEST_TIMEOUT:g}s; 0: never)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="kubectl incident",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_flags(root, suppress=False)
+    commands = root.add_subparsers(
+        dest="command", metavar="{list,describe,declare,ack,contain,update,resolve}", required=True
+    )
+
+    def command(name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
+        _global_flags(sub, suppress=True)
+        sub.set_defaults(command=name)
+        return sub
+
+    ls = command("list", "list incidents", aliases=("ls", "get"))
+    ls.add_argument("-A", "--all-namespaces", action="store_true", help="list incidents of every namespace")
+    ls.add_argument("-o", "--output", choices=("json", "yaml", "wide"), help="output format")
+
+    describe = command("describe", "show an incident: status, SLA, escalation, notifications, timeline")
+    describe.add_argument("name", type=incident_name, help="the incident")
+    describe.add_argument("-o", "--output", choices=("json", "yaml"), help="print the object instead")
+
+    declare = command("declare", "declare a new incident (source: manual)")
+    declare.add_argument("--title", required=True, type=text(256, min_length=1), help="a one-line summary")
+    declare.add_argument("--severity", required=True, type=severity, metavar="{P1,P2,P3,P4}", help="P1 most severe")
+    declare.add_argument("--type", dest="incident_type", type=incident_type, metavar="{" + ",".join(TYPES) + "}")
+    declare.add_argument("--description", type=text(4096), help="more detail")
+    declare.add_argument(
+        "--name", type=incident_name, help="the incident's name (default: from the title, with a random suffix)"
+    )
+    declare.add_argument("--drill", action="store_true", help="a rehearsal: actions are dry runs, messages say DRILL")
+    declare.add_argument("--policy", help="use this EscalationPolicy (NAME or NAMESPACE/NAME) instead of selection")
+    declare.add_argument("-o", "--output", choices=("json", "yaml", "name"), help="print the created object")
+
+    for name, help_text in (("ack", "acknowledge an incident"), ("contain", "declare an incident contained")):
+        sub = command(name, help_text)
+        sub.add_argument("name", type=incident_name, help="the incident")
+        sub.add_argument("--note", type=text(4096), help="a note for the timeline")
+
+    update = command("update", "post a status update to stakeholders")
+    update.add_argument("name", type=incident_name, help="the incident")
+    update.add_argument("-m", "--message", required=True, type=text(4096, min_length=1), help="the update")
+
+    resolve = command("resolve", "resolve an incident")
+    resolve.add_argument("name", type=incident_name, help="the incident")
+    resolve.add_argument("--summary", required=True, type=text(4096, min_length=1), help="what happened, what fixed it")
+    resolve.add_argument("--root-cause", type=text(4096), help="the root cause, when known")
+    return root
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; misuse prints argparse's usage message and raises ``SystemExit(2)``."""
+    args = build_parser().parse_args(argv)
+    for flag in ("namespace", "context", "kubeconfig"):
+        if not hasattr(args, flag):
+            setattr(args, flag, None)
+    if not hasattr(args, "request_timeout"):
+        args.request_timeout = DEFAULT_REQUEST_TIMEOUT
+    return args
