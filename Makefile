@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # Debian packages the tests talk to as real peers.
-DEBS ?=
+DEBS ?= prometheus-alertmanager prometheus
 PYTEST_ARGS ?=
 
 .PHONY: install venv debs controlplane dev test lint unit e2e bench crds clean

@@ -58,12 +58,13 @@ def _configure_logging(verbose: bool) -> None:
 def _run_operator(settings: Settings, on_ready: Any = None) -> int:
     """Run the operator in this thread's loop until a signal or a failure."""
     from incidentops.handlers import runtime
+    from incidentops.intake import run_receiver
 
     async def main() -> None:
         ready = asyncio.Event()
         watcher = asyncio.create_task(_after(ready, on_ready)) if on_ready else None
         try:
-            await runtime.run(settings, ready_flag=ready)
+            await runtime.run(settings, ready_flag=ready, receiver=run_receiver)
         finally:
             if watcher:
                 watcher.cancel()
@@ -134,6 +135,7 @@ def _find_project_file(relative: str) -> Path | None:
 def cmd_dev(args: argparse.Namespace) -> int:
     from incidentops.testing import controlplane
     from incidentops.testing.install import OPERATOR_SERVICE_ACCOUNT, install_crds, install_operator_rbac
+    from incidentops.testing.operator import free_port
 
     _configure_logging(args.verbose)
     log = logging.getLogger("incidentops.dev")
@@ -160,9 +162,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
             if examples and not args.no_examples:
                 for sub in ("secrets", "policies"):
                     if (examples / sub).is_dir():
-                        cluster.kubectl("apply", "-n", settings.namespace, "-f", str(examples / sub))
+                        # The examples name their namespaces (the operator's is `incidentops`).
+                        cluster.kubectl("apply", "-f", str(examples / sub))
                 log.info("applied the example policies from %s", examples)
-            settings = settings.model_copy(update={"kubeconfig": operator_kubeconfig})
+            ports = {
+                name: getattr(settings, name) if getattr(args, name, None) else free_port()
+                for name in ("metrics_port", "receiver_port")
+            }
+            settings = settings.model_copy(
+                update={"kubeconfig": operator_kubeconfig, "bind_address": "127.0.0.1", **ports}
+            )
     except KeyboardInterrupt:
         if cluster:
             cluster.stop()
@@ -170,7 +179,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except Exception as exc:
         if cluster:
             cluster.stop()
-        print(f"error: {exc}", file=sys.stderr)
+        detail = getattr(exc, "stderr", None)  # kubectl's own explanation, when kubectl failed
+        print(f"error: {exc}" + (f"\n{detail.strip()}" if detail else ""), file=sys.stderr)
         return 1
 
     def ready() -> None:
@@ -179,19 +189,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "namespace": settings.namespace,
             "alertsURL": None,
             "alertsToken": None,
-            "metricsURL": None,
+            "metricsURL": f"http://127.0.0.1:{settings.metrics_port}/metrics",
         }
         if state_file:
             tmp = state_file.with_suffix(state_file.suffix + ".tmp")
             tmp.write_text(json.dumps(state, indent=2))
             os.replace(tmp, state_file)  # readers never see half a file
         incident = _find_project_file("examples/incidents/manual-p1.yaml")
-        try_this = f"kubectl apply -n {settings.namespace} -f {incident}" if incident else ""
+        try_this = f"kubectl apply -f {incident}" if incident else ""
         print(
             "\nincidentops is running on a local control plane.\n"
             f"  export KUBECONFIG={cluster.kubeconfig}\n"
             f"  {try_this}\n"
-            f"  kubectl get incidents -n {settings.namespace} -o wide\n"
+            "  kubectl get incidents -A -o wide\n"
             "Ctrl-C stops the operator and the control plane.\n",
             flush=True,
         )
@@ -255,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def kubectl_incident(argv: Sequence[str] | None = None) -> int:
     from incidentops import plugin
 
-    return plugin.main(argv)
+    return int(plugin.main(argv))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
+import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from incidentops.api import GROUP, VERSION
+
+logger = logging.getLogger("incidentops.kube")
 
 Body = dict[str, Any]
 # Given the object as it is now, return the whole status it should have
@@ -40,7 +44,7 @@ async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
     if path is not None:
         await config.load_kube_config(config_file=str(path), client_configuration=configuration)
     else:
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return client.ApiClient(configuration)
 
 
@@ -145,7 +149,7 @@ async def write_status(
     raise StatusConflictError(f"{resource.kind} {namespace}/{name}: status kept conflicting after {attempts} attempts")
 
 
-async def read_secret_key(api: client.ApiClient, namespace: str, name: str) -> client.V1Secret | None:
+async def read_secret(api: client.ApiClient, namespace: str, name: str) -> client.V1Secret | None:
     """A Secret, or None when it does not exist. Callers must never log its data."""
     core = client.CoreV1Api(api)
     try:
@@ -155,3 +159,54 @@ async def read_secret_key(api: client.ApiClient, namespace: str, name: str) -> c
             return None
         raise
     return secret
+
+
+async def post_event(
+    api: client.ApiClient,
+    body: Mapping[str, Any],
+    type: str,
+    reason: str,
+    message: str,
+    *,
+    now: datetime.datetime | None = None,
+) -> bool:
+    """A Kubernetes Event on the object (``kubectl describe`` shows it); False if refused.
+
+    Posted by us rather than by Kopf, because the scheduler is not a Kopf
+    handler and has no Kopf context to post through. Events are the
+    announcement, status is the record: when the API server refuses an Event
+    (its namespace is being deleted, a quota) the refusal is logged and the
+    transition, already written to status, stands. Other errors are raised.
+    """
+    meta = body["metadata"]
+    at = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
+    event = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+        involved_object=client.V1ObjectReference(
+            api_version=body.get("apiVersion"),
+            kind=body.get("kind"),
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta.get("uid"),
+            resource_version=meta.get("resourceVersion"),
+        ),
+        reason=reason,
+        message=message[:1024],
+        type=type,
+        source=client.V1EventSource(component="incidentops"),
+        reporting_component="incidentops.dev/operator",
+        reporting_instance=os.environ.get("HOSTNAME", "incidentops"),
+        first_timestamp=at,
+        last_timestamp=at,
+        count=1,
+    )
+    try:
+        await client.CoreV1Api(api).create_namespaced_event(meta["namespace"], event)
+    except ApiException as exc:
+        if exc.status not in (403, 404, 409, 422):
+            raise
+        logger.warning(
+            "Event %s on %s/%s not posted: %s %s", reason, meta["namespace"], meta["name"], exc.status, exc.reason
+        )
+        return False
+    return True

@@ -38,6 +38,37 @@ class Settings(BaseSettings):
         description="Whether an alert's `namespace` label may place its incident in that namespace "
         "(otherwise every alert-born incident lives in the operator's namespace).",
     )
+    receiver_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest webhook body the receiver reads; larger ones are answered 413 "
+        "(Alertmanager sends a group's alerts in one POST; its `max_alerts` caps them).",
+    )
+    receiver_write_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Time the receiver gives the API server to record a POST before answering 503 "
+        "(Alertmanager then retries); keep it below the routes' `group_interval`.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the receiver; with tls_key_file it serves HTTPS. "
+        "Reloaded when the file changes.",
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the receiver's certificate.")
+    policy_recheck_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="How often a policy that is not Ready (a channel Secret missing, unlabelled or "
+        "without its key) is checked again.",
+    )
+    delivery_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts per notification on 429, 5xx and connection errors."
+    )
+    delivery_initial_delay_seconds: float = Field(
+        default=1.0, ge=0, description="Backoff before the first retry of a notification; doubles each time."
+    )
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Time limit of one delivery attempt.")
     kubeconfig: Path | None = Field(default=None, description="Kubeconfig to use; in-cluster config when unset.")
 
     @field_validator("watch_namespaces", mode="before")

@@ -17,14 +17,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 import kopf
+from kubernetes_asyncio import client
 
-from incidentops import kube
+from incidentops import kube, metrics, notify
 from incidentops.handlers import registry as registry_module
+from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.reconciler import Reconciler
+from incidentops.handlers.scheduler import Scheduler
 from incidentops.settings import Settings
 
 logger = logging.getLogger("incidentops")
@@ -36,6 +42,19 @@ class Task:
 
     name: str
     run: Callable[[asyncio.Event], Awaitable[None]]
+
+
+Receiver = Callable[[Settings, client.ApiClient, asyncio.Event], Awaitable[None]]
+"""``run_receiver(settings, api, stop)``: serves until ``stop`` is set."""
+
+
+def _receiver_task(receiver: Receiver, settings: Settings, api: client.ApiClient) -> Task:
+    """The Alertmanager receiver as a part of the process, on the operator's API client."""
+    return Task("receiver", lambda stop: receiver(settings, api, stop))
+
+
+async def _run_part(part: Task, stop: asyncio.Event) -> None:
+    await part.run(stop)
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -64,15 +83,28 @@ async def run(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
     extra_tasks: list[Task] | None = None,
+    receiver: Receiver | None = None,
 ) -> None:
-    """Run the operator until ``stop_flag`` is set or a part fails."""
+    """Run the operator until ``stop_flag`` is set or a part fails.
+
+    ``receiver`` is the Alertmanager receiver (``incidentops.intake.run_receiver``),
+    passed in by the cli because handlers may not import intake (layers).
+    """
     if settings.kubeconfig:
         # Kopf and our client read the same file, so both act as one identity.
         os.environ["KUBECONFIG"] = str(settings.kubeconfig)
     stop_flag = stop_flag or asyncio.Event()
     api = await kube.api_client(settings.kubeconfig)
     deps = Dependencies(settings=settings, api=api)
-    registry = registry_module.build(deps)
+    session = aiohttp.ClientSession()
+    retry = notify.RetryPolicy(
+        attempts=settings.delivery_attempts,
+        initial_delay=settings.delivery_initial_delay_seconds,
+        timeout=settings.delivery_timeout_seconds,
+    )
+    reconciler = Reconciler(deps, Deliverer(deps, session, retry))
+    scheduler = Scheduler(reconciler.process, deps.clock)
+    registry = registry_module.build(deps, scheduler, reconciler)
     kopf_ready = asyncio.Event()
     kopf_stop = asyncio.Event()
     kopf_settings = kopf.OperatorSettings()
@@ -92,11 +124,23 @@ async def run(
             name="kopf",
         )
     }
-    for task in extra_tasks or []:
-        tasks[task.name] = asyncio.create_task(task.run(kopf_stop), name=task.name)
+    parts = [
+        Task("scheduler", scheduler.run),
+        Task("metrics", lambda stop: metrics.serve(settings.bind_address, settings.metrics_port, stop)),
+        *([_receiver_task(receiver, settings, api)] if receiver is not None else []),
+        *(extra_tasks or []),
+    ]
+    for part in parts:
+        tasks[part.name] = asyncio.create_task(_run_part(part, kopf_stop), name=part.name)
 
     async def announce_ready() -> None:
         await kopf_ready.wait()
+        # Kopf's own signal handlers fail on a second signal; ours stop every part,
+        # Kopf included, and tolerate any number of signals.
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop_flag.set)
         logger.info("incidentops is ready")  # tests and scripts wait for this line
         if ready_flag is not None:
             ready_flag.set()
@@ -119,6 +163,7 @@ async def run(
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await session.close()
         await api.close()
     failed = [t for t in tasks.values() if not t.cancelled() and t.exception() is not None]
     if failed and not stop_flag.is_set():

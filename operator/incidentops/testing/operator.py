@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 READY_LINE = "incidentops is ready"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class OperatorProcess:
@@ -38,13 +45,24 @@ class OperatorProcess:
         self.env = dict(env or {})
         self.popen: subprocess.Popen[bytes] | None = None
         self._offset = 0
+        self.metrics_port = free_port()
+        self.receiver_port = free_port()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def alerts_url(self) -> str:
+        return f"http://127.0.0.1:{self.receiver_port}/api/v1/alerts"
 
     def start(self, timeout: float = 60) -> None:
         """Start and wait until Kopf is watching (the ready line in the log)."""
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         cmd = [sys.executable, "-m", "incidentops", "run", "--kubeconfig", str(self.kubeconfig)]
-        cmd += ["--namespace", self.namespace, *self.args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        cmd += ["--namespace", self.namespace, "--metrics-port", str(self.metrics_port)]
+        cmd += ["--receiver-port", str(self.receiver_port), *self.args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "INCIDENTOPS_BIND_ADDRESS": "127.0.0.1", **self.env}
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,143 @@
+"""Notifications other than a level's page: ``sla-breached``, ``update-due``, ``status-update``,
+``acknowledged`` and ``resolved``.
+
+Where it sits: ``plan`` calls these after :func:`incidentops.domain.escalation.escalate`,
+with the keys already done (``status.escalation.notified``) plus the pages due
+in the same plan, so a channel paged now is told the rest in the same breath.
+
+Who is told what:
+
+- ``sla-breached``: the policy's ``notifyOnBreach`` (default: the first
+  level's channels), once per breach, unless the clock had already stopped
+  when the breach was noticed (a late acknowledgement learned of afterwards is
+  recorded, not announced).
+- ``update-due``: the channels any level reached in this episode, once per
+  missed update deadline (the latest one only).
+- ``status-update``: the channels reached, once per ``spec.statusUpdate.at``.
+- ``acknowledged``: the channels reached by paging levels, and stakeholder
+  channels reached before the acknowledgement; once per episode.
+- ``resolved``: every channel reached, levels and breach notices alike; once
+  per episode.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Collection, Sequence
+
+from incidentops.api.incident import SLABreach
+from incidentops.api.policy import EscalationPolicy
+from incidentops.domain.common import stamp, utc
+from incidentops.domain.decisions import ACKNOWLEDGED, RESOLVED, SLA_BREACHED, STATUS_UPDATE, UPDATE_DUE, Due
+from incidentops.domain.escalation import Reach, notification_key, order_channels
+from incidentops.domain.lifecycle import EpisodeFacts
+from incidentops.domain.sla import Clock, breach_stop
+
+__all__ = [
+    "announcements",
+    "breach_key",
+    "breach_notices",
+    "live_announcement_keys",
+]
+
+
+def breach_key(uid: str, episode: int, breach: SLABreach, channel: str) -> str:
+    """The key of the notice of ``breach`` to ``channel``."""
+    return notification_key(
+        uid, episode, 0, None, channel, f"{SLA_BREACHED}:{breach.kind.value}@{stamp(breach.deadline)}"
+    )
+
+
+def _event_key(uid: str, episode: int, channel: str, event: str, moment: datetime.datetime | None = None) -> str:
+    return notification_key(uid, episode, 0, None, channel, event if moment is None else f"{event}@{stamp(moment)}")
+
+
+def _due(key: str, channel: str, event: str, at: datetime.datetime | None, detail: str | None = None) -> Due:
+    return Due(key, channel, event, None, None, 0, scheduled_at=at, detail=detail)
+
+
+def breach_notices(
+    policy: EscalationPolicy,
+    uid: str,
+    facts: EpisodeFacts,
+    breaches: Sequence[SLABreach],
+    done: Collection[str],
+) -> tuple[Due, ...]:
+    """``sla-breached`` notices due for the episode's breaches."""
+    notices: list[Due] = []
+    channels = order_channels(policy, policy.spec.breach_channels())
+    for breach in breaches:
+        stopped = breach_stop(breach.kind, facts)
+        if stopped is not None and stopped <= utc(breach.at):
+            continue  # the clock had stopped before the breach was noticed: on record, not worth a page
+        for channel in channels:
+            key = breach_key(uid, facts.episode, breach, channel)
+            if key not in done:
+                notices.append(_due(key, channel, SLA_BREACHED, utc(breach.deadline), breach.kind.value))
+    return tuple(notices)
+
+
+def _breach_channels_told(
+    policy: EscalationPolicy, uid: str, episode: int, breaches: Sequence[SLABreach], done: Collection[str]
+) -> list[str]:
+    return [
+        channel
+        for channel in policy.spec.breach_channels()
+        if any(breach_key(uid, episode, breach, channel) in done for breach in breaches)
+    ]
+
+
+def announcements(
+    policy: EscalationPolicy,
+    uid: str,
+    facts: EpisodeFacts,
+    clock: Clock,
+    latest_update_at: datetime.datetime | None,
+    reached: Sequence[Reach],
+    breaches: Sequence[SLABreach],
+    done: Collection[str],
+) -> tuple[Due, ...]:
+    """``update-due``, ``status-update``, ``acknowledged`` and ``resolved`` notices due now, in that order."""
+    episode = facts.episode
+    level_channels = [r.channel for r in reached]
+    out: list[Due] = []
+
+    def add(channels: Sequence[str], event: str, moment: datetime.datetime, discriminate: bool) -> None:
+        for channel in channels:
+            key = _event_key(uid, episode, channel, event, moment if discriminate else None)
+            if key not in done:
+                out.append(_due(key, channel, event, moment))
+
+    if clock.missed_update is not None:
+        add(level_channels, UPDATE_DUE, clock.missed_update, discriminate=True)
+    if latest_update_at is not None:
+        add(level_channels, STATUS_UPDATE, latest_update_at, discriminate=True)
+    if facts.acknowledged is not None:
+        acknowledged_at = facts.acknowledged.at
+        told = [r.channel for r in reached if r.paging or r.at <= acknowledged_at]
+        add(told, ACKNOWLEDGED, acknowledged_at, discriminate=False)
+    if facts.resolved is not None:
+        told = order_channels(policy, [*level_channels, *_breach_channels_told(policy, uid, episode, breaches, done)])
+        add(told, RESOLVED, facts.resolved.at, discriminate=False)
+    return tuple(out)
+
+
+def live_announcement_keys(
+    policy: EscalationPolicy,
+    uid: str,
+    facts: EpisodeFacts,
+    clock: Clock,
+    latest_update_at: datetime.datetime | None,
+    breaches: Sequence[SLABreach],
+) -> set[str]:
+    """Announcement keys that may still be due; every other one is stale (a past update deadline)."""
+    keys: set[str] = set()
+    for channel in (c.name for c in policy.spec.channels):
+        keys.add(_event_key(uid, facts.episode, channel, ACKNOWLEDGED))
+        keys.add(_event_key(uid, facts.episode, channel, RESOLVED))
+        if clock.missed_update is not None:
+            keys.add(_event_key(uid, facts.episode, channel, UPDATE_DUE, clock.missed_update))
+        if latest_update_at is not None:
+            keys.add(_event_key(uid, facts.episode, channel, STATUS_UPDATE, latest_update_at))
+        keys.update(breach_key(uid, facts.episode, breach, channel) for breach in breaches)
+    return keys

@@ -1,0 +1,581 @@
+"""The one entry point: what an incident's status should be now, what to send, what to announce as
+Events, and when to look again.
+
+Where it sits: the scheduler and the Incident handlers call :func:`plan` with
+the incident, the :class:`~incidentops.domain.selection.Selection` and ``now``;
+they write ``Plan.status`` (resourceVersion-checked), post ``Plan.transitions``
+as Events, send ``Plan.due``, fold the outcomes back with
+:func:`record_deliveries`, write again, and requeue at ``Plan.wake_at``.
+
+Guarantees (tested as properties in ``tests/unit/domain``):
+
+- Idempotent: the same inputs and ``now`` give the same plan; planning on the
+  plan's own status gives the same status and due, and no transitions.
+- A key is never due twice: ``record_deliveries`` adds every delivered key
+  to the cursor (``status.escalation.notified``) and ``plan`` never makes a
+  recorded key due again, whatever the outcome (Failed counts as done, so
+  escalation goes on to the next channel and level).
+- The cursor never goes back within an episode.
+- After the due work is recorded, planning at the same ``now`` gives no due
+  and a ``wake_at`` after ``now`` (or None).
+
+Bounds: ``notifications`` keeps the newest :data:`NOTIFICATIONS_CAP`,
+``timeline`` the newest 100, ``notified`` at most :data:`NOTIFIED_CAP` keys.
+Past :data:`NOTIFIED_SOFT_CAP`, keys that can never be due again (pages of
+past rounds, reminders of past update deadlines, keys of levels or channels a
+policy edit removed) are dropped first, oldest first.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from incidentops.api import conditions as cond
+from incidentops.api import reasons
+from incidentops.api.common import Condition, ConditionStatus
+from incidentops.api.incident import (
+    EscalationStatus,
+    Incident,
+    IncidentStatus,
+    NotificationOutcome,
+    NotificationRecord,
+    Phase,
+    SLABreach,
+    SLAStatus,
+    TimelineEntry,
+)
+from incidentops.api.policy import EscalationPolicy, default_sla
+from incidentops.domain import timeline
+from incidentops.domain.announcements import announcements, breach_notices, live_announcement_keys
+from incidentops.domain.common import clip, utc
+from incidentops.domain.decisions import Due, Transition
+from incidentops.domain.escalation import (
+    EscalationDecision,
+    escalate,
+    exhausted_condition,
+    live_page_keys,
+    reached_channels,
+)
+from incidentops.domain.lifecycle import (
+    ConditionValue,
+    EpisodeFacts,
+    closes_at,
+    ensure_conditions,
+    episode_facts,
+    is_closed,
+    lifecycle_conditions,
+    metrics_for,
+    phase_of,
+    postmortem_outstanding,
+    reopen_window,
+    should_reopen,
+    start_episode,
+)
+from incidentops.domain.selection import SOURCE_CLASSIFICATION, SOURCE_DEFAULT, Selection
+from incidentops.domain.sla import (
+    Clock,
+    breach_condition,
+    breach_event_reason,
+    clock_for,
+    describe_breach,
+    detect_breaches,
+    keep_breaches,
+    next_deadline,
+    status_update_at,
+    wake_times,
+)
+
+__all__ = [
+    "NORMAL",
+    "NOTIFICATIONS_CAP",
+    "NOTIFIED_CAP",
+    "NOTIFIED_SOFT_CAP",
+    "WARNING",
+    "Due",
+    "Plan",
+    "Transition",
+    "incident_uid",
+    "plan",
+    "record_deliveries",
+]
+
+NORMAL: Final = "Normal"
+WARNING: Final = "Warning"
+
+NOTIFICATIONS_CAP: Final = 50
+"""``status.notifications`` keeps the newest this many records (history for people; never the memory)."""
+
+NOTIFIED_CAP: Final = 256
+"""``status.escalation.notified`` never holds more keys than this (the model's maximum)."""
+
+NOTIFIED_SOFT_CAP: Final = 192
+"""Past this many keys, ``plan`` drops keys that can never be due again."""
+
+_OUTCOMES: Final = {
+    "Delivered": NotificationOutcome.SENT,  # the notifiers' word for it
+    "Sent": NotificationOutcome.SENT,
+    "Failed": NotificationOutcome.FAILED,
+    "Skipped": NotificationOutcome.SKIPPED,
+    "Pending": NotificationOutcome.PENDING,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now."""
+
+    status: IncidentStatus
+    """The whole status to write now (everything but the delivery records of ``due``)."""
+
+    due: tuple[Due, ...]
+    """Notifications to send now, in order: pages, breach notices, then the announcements."""
+
+    transitions: tuple[Transition, ...]
+    """Events for the changes this plan makes."""
+
+    wake_at: datetime.datetime | None
+    """The next moment anything becomes due; None when nothing is scheduled (e.g. Closed)."""
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A transition, and how it goes into the timeline."""
+
+    transition: Transition
+    at: datetime.datetime
+    actor: str | None = timeline.ACTOR_OPERATOR
+    on_timeline: bool = True
+
+
+def incident_uid(incident: Incident) -> str:
+    """The identity that goes into notification keys: the uid (``namespace/name`` before it has one)."""
+    meta = incident.metadata
+    return meta.uid or f"{meta.namespace or ''}/{meta.name or ''}"
+
+
+def _visited(incident: Incident, now: datetime.datetime) -> IncidentStatus:
+    """The status with what the first visit sets: start, episode 1, Triggered, every condition type."""
+    # Shallow copies throughout: the domain never mutates a model in place, it builds new ones.
+    status = incident.status
+    started = utc(status.started_at or incident.metadata.creation_timestamp or now)
+    first = status.episode is None
+    return status.model_copy(
+        update={
+            "started_at": started,
+            "episode": status.episode or 1,
+            "episode_started_at": utc(status.episode_started_at or started),
+            "phase": Phase.TRIGGERED if first else status.phase,
+            "conditions": ensure_conditions(status.conditions, now, incident.metadata.generation),
+            "escalation": status.escalation or EscalationStatus(),
+        }
+    )
+
+
+def _ready(selection: Selection) -> ConditionValue:
+    status = ConditionStatus.TRUE if selection.policy is not None else ConditionStatus.FALSE
+    return ConditionValue(cond.READY, status, selection.reason, selection.message)
+
+
+def _prune(notified: Sequence[str], live: set[str]) -> list[str]:
+    """``notified`` shrunk to the soft cap by dropping, oldest first, keys that can never be due again."""
+    excess = len(notified) - NOTIFIED_SOFT_CAP
+    if excess <= 0:
+        return list(notified)
+    kept: list[str] = []
+    for key in notified:
+        if excess > 0 and key not in live:
+            excess -= 1
+            continue
+        kept.append(key)
+    return kept
+
+
+@dataclass(frozen=True)
+class _Notifying:
+    """The notification side of a plan."""
+
+    decision: EscalationDecision | None
+    due: tuple[Due, ...]
+    cursor: EscalationStatus
+
+
+def _notifying(
+    policy: EscalationPolicy | None,
+    selection: Selection,
+    uid: str,
+    facts: EpisodeFacts,
+    clock: Clock,
+    latest_update: datetime.datetime | None,
+    breaches: Sequence[SLABreach],
+    cursor: EscalationStatus,
+    now: datetime.datetime,
+) -> _Notifying:
+    if policy is None:
+        # Nothing is sent without a policy; the cursor keeps what it knew, for when one applies again.
+        return _Notifying(None, (), cursor.model_copy(update={"next_at": None}))
+    decision = escalate(policy, selection.severity, uid, facts, cursor, now, clock.acknowledge_by)
+    done = set(cursor.notified) | {page.key for page in decision.pages}
+    notices = breach_notices(policy, uid, facts, breaches, done)
+    done |= {notice.key for notice in notices}
+    reached = reached_channels(policy, selection.severity, uid, facts, decision.round, done)
+    others = announcements(policy, uid, facts, clock, latest_update, reached, breaches, done)
+    live = live_page_keys(policy, uid, facts.episode, decision.round) | live_announcement_keys(
+        policy, uid, facts, clock, latest_update, breaches
+    )
+    new_cursor = EscalationStatus(
+        round=decision.round,
+        level=decision.level,
+        level_name=decision.level_name,
+        next_at=decision.next_at,
+        notified=_prune(cursor.notified, live),
+        exhausted=decision.exhausted,
+    )
+    return _Notifying(decision, (*decision.pages, *notices, *others), new_cursor)
+
+
+def plan(incident: Incident, selection: Selection, now: datetime.datetime) -> Plan:
+    """What ``incident``'s status should be at ``now`` under ``selection``, what is due, and when to wake.
+
+    See the module doc for the guarantees; DESIGN.md for the rules.
+    """
+    now = utc(now)
+    policy = selection.policy
+    generation = incident.metadata.generation
+    first_visit = incident.status.episode is None
+    changes: list[_Change] = []
+
+    window = reopen_window(policy)
+    status, facts, reopened = _current_episode(incident, policy, window, now)
+    if reopened is not None:
+        changes.append(reopened)
+    baseline = status  # transitions compare against the episode as it stood before this plan
+
+    sla_rules = policy.spec.sla_for(selection.severity) if policy is not None else default_sla(selection.severity)
+    assert status.started_at is not None
+    clock = clock_for(sla_rules, facts, incident.spec, selection.type, status.started_at, now)
+    recorded = status.sla.breaches if status.sla is not None else []
+    new_breaches = detect_breaches(clock, facts, recorded, now)
+    breaches = keep_breaches([*recorded, *new_breaches])
+    latest_update = status_update_at(incident.spec, facts)
+
+    uid = incident_uid(incident)
+    cursor = status.escalation or EscalationStatus()
+    notifying = _notifying(policy, selection, uid, facts, clock, latest_update, breaches, cursor, now)
+
+    outstanding = postmortem_outstanding(incident, policy, selection.severity)
+    closed = is_closed(status.phase, facts, window, outstanding, now)
+
+    conditions = _conditions(
+        status,
+        [
+            _ready(selection),
+            *lifecycle_conditions(facts, status),
+            breach_condition(breaches),
+            exhausted_condition(policy, notifying.decision, facts),
+        ],
+        now,
+        generation,
+    )
+
+    new_status = status.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": phase_of(conditions, closed),
+            "conditions": conditions,
+            "severity": selection.severity,
+            "type": selection.type,
+            "escalation_policy": selection.ref,
+            "sla": SLAStatus(
+                acknowledge_by=clock.acknowledge_by,
+                resolve_by=clock.resolve_by,
+                next_update_by=clock.next_update_by,
+                next_deadline=next_deadline(clock, facts, now),
+                breaches=breaches,
+                notify_users_by=clock.notify_users_by,
+                notify_regulator_by=clock.notify_regulator_by,
+            ),
+            "escalation": notifying.cursor,
+            "metrics": metrics_for(status.metrics, facts),
+        }
+    )
+
+    if first_visit:
+        changes.insert(0, _triggered(incident, selection, now))
+    changes += _transitions(baseline, new_status, selection, facts, new_breaches, notifying.due, now)
+    new_status = new_status.model_copy(
+        update={"timeline": timeline.append(new_status.timeline, _timeline_entries(changes))}
+    )
+
+    return Plan(
+        status=new_status,
+        due=notifying.due,
+        transitions=tuple(change.transition for change in changes),
+        wake_at=None if closed else _wake_at(clock, facts, notifying.decision, window, outstanding, now),
+    )
+
+
+def _current_episode(
+    incident: Incident, policy: EscalationPolicy | None, window: datetime.timedelta, now: datetime.datetime
+) -> tuple[IncidentStatus, EpisodeFacts, _Change | None]:
+    """The status with the first visit's fields, reopened if the alerts fire again; its episode's facts;
+    the reopen's change, if this plan reopened it."""
+    auto_resolve = policy.spec.alerts.auto_resolve if policy is not None else True
+    status = _visited(incident, now)
+    facts = episode_facts(incident.spec, status, auto_resolve)
+    if not should_reopen(status, facts, window):
+        return status, facts, None
+    status = start_episode(status, now)  # records the reopen on the timeline itself
+    reopened = _Change(
+        Transition(WARNING, reasons.REOPENED, f"the alerts fire again: episode {status.episode} started"),
+        now,
+        on_timeline=False,
+    )
+    return status, episode_facts(incident.spec, status, auto_resolve), reopened
+
+
+def _conditions(
+    status: IncidentStatus, values: Sequence[ConditionValue], now: datetime.datetime, generation: int | None
+) -> list[Condition]:
+    """``status``'s conditions with ``values`` set (``lastTransitionTime`` moves only on a status change)."""
+    conditions = list(status.conditions)  # set_condition replaces items, never changes one
+    for value in values:
+        cond.set_condition(conditions, value.type, value.status, value.reason, clip(value.message), now, generation)
+    return conditions
+
+
+def _wake_at(
+    clock: Clock,
+    facts: EpisodeFacts,
+    decision: EscalationDecision | None,
+    window: datetime.timedelta,
+    outstanding_postmortem: bool,
+    now: datetime.datetime,
+) -> datetime.datetime | None:
+    """The next moment something happens: a page or round, an SLA or update deadline, the chain running
+    out, the end of the reopen window. Always after ``now``: what is due at ``now`` is in ``due``."""
+    moments = wake_times(clock, facts, now)
+    if decision is not None:
+        moments += [m for m in (decision.next_at, decision.exhausts_at) if m is not None]
+    end = closes_at(facts, window)
+    if end is not None and not outstanding_postmortem:
+        moments.append(end)
+    return min((m for m in moments if m > now), default=None)
+
+
+def _triggered(incident: Incident, selection: Selection, now: datetime.datetime) -> _Change:
+    policy = f"policy {selection.ref}" if selection.ref else "no escalation policy"
+    drill = "DRILL: " if incident.spec.drill else ""
+    return _Change(
+        Transition(
+            NORMAL,
+            reasons.TRIGGERED,
+            clip(f"{drill}{selection.severity.value} incident triggered: {incident.spec.title} ({policy})"),
+        ),
+        now,
+    )
+
+
+def _normal(reason: str, message: str, at: datetime.datetime, actor: str | None = timeline.ACTOR_OPERATOR) -> _Change:
+    return _Change(Transition(NORMAL, reason, clip(message)), at, actor)
+
+
+def _warning(reason: str, message: str, at: datetime.datetime) -> _Change:
+    return _Change(Transition(WARNING, reason, clip(message)), at)
+
+
+def _policy_changes(
+    baseline: IncidentStatus, new: IncidentStatus, selection: Selection, now: datetime.datetime
+) -> list[_Change]:
+    before = cond.get_condition(baseline.conditions, cond.READY)
+    after = cond.get_condition(new.conditions, cond.READY)
+    assert after is not None
+    if after.status is ConditionStatus.FALSE:
+        if before is None or before.status is not ConditionStatus.FALSE or before.reason != after.reason:
+            return [_warning(selection.reason, selection.message, now)]
+        return []
+    if before is not None and before.status is ConditionStatus.FALSE:
+        return [_normal(reasons.POLICY_SELECTED, selection.message, now)]
+    if baseline.escalation_policy is not None and baseline.escalation_policy != new.escalation_policy:
+        return [
+            _normal(
+                reasons.POLICY_CHANGED,
+                f"EscalationPolicy {new.escalation_policy} now applies (was {baseline.escalation_policy})",
+                now,
+            )
+        ]
+    return []
+
+
+def _severity_changes(baseline: IncidentStatus, selection: Selection, now: datetime.datetime) -> list[_Change]:
+    severity = selection.severity.value
+    if baseline.severity is None:
+        by = f" by policy {selection.classified_by}" if selection.classified_by else ""
+        if selection.severity_source == SOURCE_CLASSIFICATION:
+            return [_normal(reasons.CLASSIFIED, f"classified {severity}{by}", now)]
+        if selection.severity_source == SOURCE_DEFAULT:
+            return [_normal(reasons.DEFAULT_SEVERITY, f"no classification rule matched: {severity}{by}", now)]
+        return []
+    if baseline.severity is not selection.severity:
+        return [
+            _normal(
+                reasons.SEVERITY_CHANGED,
+                f"severity {baseline.severity.value} -> {severity} ({selection.severity_source}):"
+                " deadlines and levels re-evaluated",
+                now,
+            )
+        ]
+    return []
+
+
+def _lifecycle_changes(baseline: IncidentStatus, new: IncidentStatus, facts: EpisodeFacts) -> list[_Change]:
+    out: list[_Change] = []
+    steps = (
+        (cond.ACKNOWLEDGED, reasons.ACKNOWLEDGED, "acknowledged", facts.acknowledged),
+        (cond.CONTAINED, reasons.CONTAINED, "contained", facts.contained),
+        (cond.RESOLVED, reasons.RESOLVED, "resolved", facts.resolved),
+    )
+    for type_, reason, verb, mark in steps:
+        if mark is None or cond.is_true(baseline.conditions, type_) or not cond.is_true(new.conditions, type_):
+            continue
+        how = "every alert of the group resolved" if mark.by == timeline.ACTOR_ALERTMANAGER else f"by {mark.by}"
+        out.append(_normal(reason, f"{verb} {how}", mark.at, mark.by))
+    return out
+
+
+def _escalation_changes(
+    baseline: IncidentStatus, new: IncidentStatus, due: Sequence[Due], now: datetime.datetime
+) -> list[_Change]:
+    before = baseline.escalation or EscalationStatus()
+    after = new.escalation or EscalationStatus()
+    out: list[_Change] = []
+    if after.round > before.round:
+        out.append(
+            _normal(
+                reasons.ESCALATION_ROUND_STARTED,
+                f"round {after.round + 1}: nobody acknowledged, paging the chain again",
+                now,
+            )
+        )
+    if after.level is not None and (before.level is None or after.level > before.level):
+        channels = [d.channel for d in due if d.level == after.level]
+        told = f": notifying {', '.join(channels)}" if channels else ""
+        out.append(_normal(reasons.ESCALATED, f"level {after.level_name} reached{told}", now))
+    if after.exhausted and not before.exhausted:
+        out.append(
+            _warning(reasons.ESCALATION_EXHAUSTED, "every level and round was paged and nobody acknowledged", now)
+        )
+    return out
+
+
+def _transitions(
+    baseline: IncidentStatus,
+    new: IncidentStatus,
+    selection: Selection,
+    facts: EpisodeFacts,
+    new_breaches: Sequence[SLABreach],
+    due: Sequence[Due],
+    now: datetime.datetime,
+) -> list[_Change]:
+    """The Events of this plan: what changed between the episode as it stood and the new status."""
+    changes = [
+        *_policy_changes(baseline, new, selection, now),
+        *_severity_changes(baseline, selection, now),
+        *_lifecycle_changes(baseline, new, facts),
+        *(_warning(breach_event_reason(b.kind), f"SLA breached: {describe_breach(b)}", now) for b in new_breaches),
+        *_escalation_changes(baseline, new, due, now),
+    ]
+    if new.phase is Phase.CLOSED and baseline.phase is not Phase.CLOSED:
+        changes.append(_normal(reasons.CLOSED, "closed: the reopen window passed", now))
+    return changes
+
+
+def _timeline_entries(changes: Sequence[_Change]) -> list[TimelineEntry]:
+    return [
+        timeline.entry(change.at, change.transition.reason, change.transition.message, change.actor)
+        for change in changes
+        if change.on_timeline
+    ]
+
+
+def _outcome(outcome: str) -> NotificationOutcome:
+    try:
+        return _OUTCOMES[outcome]
+    except KeyError:
+        raise ValueError(f"unknown delivery outcome {outcome!r}; expected one of {', '.join(_OUTCOMES)}") from None
+
+
+def _delivery_entries(deliveries: Sequence[tuple[Due, str, int, str]], now: datetime.datetime) -> list[TimelineEntry]:
+    """One timeline entry per (event, level) of a batch: "escalated (team-lead): email sent, slack failed (...)"."""
+    groups: dict[tuple[str, str | None, str | None], list[str]] = {}
+    kinds: dict[tuple[str, str | None, str | None], set[NotificationOutcome]] = {}
+    for due, outcome, _attempts, message in deliveries:
+        group = (due.event, due.level_name, due.detail)
+        result = _outcome(outcome)
+        text = f"{due.channel} {result.value.lower()}"
+        if result is not NotificationOutcome.SENT and message:
+            text += f" ({message})"
+        groups.setdefault(group, []).append(text)
+        kinds.setdefault(group, set()).add(result)
+    entries = []
+    for (event, level_name, detail), texts in groups.items():
+        outcomes = kinds[(event, level_name, detail)]
+        if NotificationOutcome.FAILED in outcomes:
+            kind = reasons.NOTIFICATION_FAILED
+        elif outcomes == {NotificationOutcome.SKIPPED}:
+            kind = reasons.NOTIFICATION_SKIPPED
+        else:
+            kind = reasons.NOTIFICATION_SENT
+        label = f"{event} ({level_name or detail})" if (level_name or detail) else event
+        entries.append(timeline.entry(now, kind, f"{label}: {', '.join(texts)}"))
+    return entries
+
+
+def record_deliveries(
+    status: IncidentStatus, deliveries: Sequence[tuple[Due, str, int, str]], now: datetime.datetime
+) -> IncidentStatus:
+    """``status`` with the outcome of each ``(due, outcome, attempts, message)`` recorded.
+
+    ``outcome`` is ``Delivered`` (or ``Sent``), ``Failed`` or ``Skipped``; each
+    counts as done: the key joins ``escalation.notified`` and is never due
+    again, and escalation goes on to the next channel and level. Adds a
+    NotificationRecord per delivery (newest :data:`NOTIFICATIONS_CAP` kept; a
+    key recorded again replaces its record), moves ``escalation.level`` up to
+    the highest level delivered, and adds timeline entries.
+    """
+    if not deliveries:
+        return status
+    now = utc(now)
+    cursor = status.escalation or EscalationStatus()
+    notified = list(cursor.notified)
+    known = set(notified)
+    level, level_name = cursor.level, cursor.level_name
+    records = {record.key: record for record in status.notifications}  # insertion order: oldest first
+    for due, outcome, attempts, message in deliveries:
+        records.pop(due.key, None)
+        records[due.key] = NotificationRecord(
+            key=due.key,
+            channel=due.channel,
+            event=due.event,
+            level=due.level_name,
+            at=now,
+            outcome=_outcome(outcome),
+            attempts=max(0, attempts),
+            message=clip(message) if message else None,
+        )
+        if due.key not in known:
+            notified.append(due.key)
+            known.add(due.key)
+        if due.level is not None and (level is None or due.level > level):
+            level, level_name = due.level, due.level_name
+    return status.model_copy(
+        update={
+            "notifications": list(records.values())[-NOTIFICATIONS_CAP:],
+            "escalation": cursor.model_copy(
+                update={"notified": notified[-NOTIFIED_CAP:], "level": level, "level_name": level_name}
+            ),
+            "timeline": timeline.append(status.timeline, _delivery_entries(deliveries, now)),
+        }
+    )

@@ -1,0 +1,75 @@
+"""The Kopf handlers, registered on a registry of their own, closed over the dependencies.
+
+Where it sits: ``runtime.py`` builds the registry once per process and hands it
+to ``kopf.operator()``. Each handler is a few lines of glue:
+
+- Incidents: every watch event pokes the scheduler (the initial listing at
+  start is how the scheduler's queue is rebuilt); a delete forgets it. No
+  change handlers, so Kopf puts no finalizer and no annotation on incidents.
+- EscalationPolicies: create/update/resume check the channel Secrets
+  (``policies.py``); any event re-evaluates the incidents the policy may
+  apply to, so an incident that had no policy gets one as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+
+from incidentops import kube
+from incidentops.api import GROUP, VERSION
+from incidentops.handlers import policies
+from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.reconciler import Reconciler
+from incidentops.handlers.scheduler import Scheduler
+
+
+def build(deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    # Policy generations seen, so that our own status writes on a policy (which do
+    # not bump its generation) do not re-evaluate every incident. A cache only.
+    generations: dict[str, int | None] = {}
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same identity as our own client: the kubeconfig, else the pod's ServiceAccount.
+        if os.environ.get("KUBECONFIG"):
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_with_service_account(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, kube.INCIDENTS.plural, registry=registry)
+    async def incident_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.namespace or "", body.metadata.name or "")
+        if event["type"] == "DELETED":
+            scheduler.forget(key)
+            reconciler.forget(key)
+        elif not reconciler.is_own_write(key, body.metadata.get("resourceVersion")):
+            scheduler.poke(key)
+
+    @kopf.on.resume(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
+    @kopf.on.create(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
+    @kopf.on.update(GROUP, VERSION, kube.POLICIES.plural, field="spec", registry=registry)
+    async def policy_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        await policies.reconcile(deps, body, logger)
+
+    @kopf.on.event(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
+    async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        uid = body.metadata.uid or ""
+        generation = body.metadata.get("generation")
+        if event["type"] == "DELETED":
+            generations.pop(uid, None)
+        else:
+            seen = generations.get(uid, -1)
+            generations[uid] = generation
+            if event["type"] is None or seen == generation:
+                # The initial listing (every incident is looked at anyway), or only its status changed.
+                return
+        namespace = body.metadata.namespace or ""
+        scope = None if namespace == deps.settings.namespace else namespace
+        for incident in await kube.list_objects(deps.api, kube.INCIDENTS, scope):
+            if (incident.get("status") or {}).get("phase") != "Closed":
+                scheduler.poke((incident["metadata"]["namespace"], incident["metadata"]["name"]))
+
+    return registry

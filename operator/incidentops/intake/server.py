@@ -1,0 +1,255 @@
+"""The HTTP side of the receiver: aiohttp, in the operator's event loop, on every replica.
+
+Where it sits: ``handlers.runtime`` runs :func:`run_receiver` as one of the
+operator's tasks. It answers Alertmanager's webhook and hands every valid POST
+to the writer (``writer.py``); its answers follow what Alertmanager does with
+them (it retries 5xx until ``group_interval`` runs out, never 4xx):
+
+=================================  =====================================================
+``POST /api/v1/alerts``            200 once the Incident is written (JSON: which, created?)
+no or a non-Bearer Authorization   401 with ``WWW-Authenticate: Bearer``
+a token that matches neither       401 with ``WWW-Authenticate: Bearer error="invalid_token"``
+Content-Type not application/json  415
+body larger than the limit         413 (before reading it when Content-Length says so)
+not JSON                           400
+not a version 4 payload            422, naming the field (``alerts[3].labels``)
+the API server fails               503 (Alertmanager retries)
+no token file readable             503 (the receiver's fault, not the sender's)
+``GET /healthz``                   200 while the process serves
+``GET /readyz``                    200 when a token is readable, else 503
+unknown path / wrong method        404 / 405 (with ``Allow``)
+=================================  =====================================================
+
+Every answer is a JSON object; errors carry ``error`` with a message for
+people. No exception escapes a request: anything unexpected is logged and
+answered 500 (and the receiver keeps serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import hdrs, web
+from kubernetes_asyncio import client
+
+from incidentops.intake.auth import AuthResult, Tokens
+from incidentops.intake.payload import PayloadError, WebhookPayload, parse
+from incidentops.intake.writer import IncidentWriter, Outcome, WriteError
+from incidentops.settings import Settings
+
+__all__ = ["ALERTS_PATH", "Sink", "make_app", "run_receiver", "tls_context"]
+
+logger = logging.getLogger("incidentops.intake")
+
+ALERTS_PATH = "/api/v1/alerts"
+REALM = 'Bearer realm="incidentops"'
+_CERT_CHECK_SECONDS = 30.0
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+
+
+class Sink(Protocol):
+    """Where valid POSTs go: the :class:`IncidentWriter`, or an in-memory recorder in unit tests."""
+
+    async def submit(self, payload: WebhookPayload, received_at: datetime.datetime) -> Outcome: ...
+
+
+def utcnow() -> datetime.datetime:
+    # Full precision: the domain orders snapshots against the resolution by lastReceivedAt,
+    # and a re-fire in the same second as the resolution must still count as later.
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    headers = extra.pop("headers", None)
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 as JSON, and no exception out of a request."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            message = (
+                f"no such endpoint: {request.method} {request.path}; "
+                f"this receiver serves POST {ALERTS_PATH}, GET /healthz and GET /readyz"
+            )
+        elif exc.status == 405:
+            allowed = exc.headers.get(hdrs.ALLOW, "")
+            message = f"method {request.method} is not allowed on {request.path}; use {allowed or 'another method'}"
+        elif exc.status == 413:
+            message = f"the body is larger than the limit of {request.app[MAX_BODY_KEY]} bytes"
+        else:
+            message = exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.WWW_AUTHENTICATE)}
+        return _error(exc.status, message, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("the receiver failed on %s %s", request.method, request.path)
+        return _error(500, "internal error of the receiver; see the operator's log")
+
+
+def make_app(
+    tokens: Tokens,
+    sink: Sink,
+    *,
+    max_body_bytes: int = 16 * 1024 * 1024,
+    clock: Callable[[], datetime.datetime] = utcnow,
+) -> web.Application:
+    """The receiver's aiohttp application."""
+    app = web.Application(middlewares=[_json_errors], client_max_size=max_body_bytes)
+    app[MAX_BODY_KEY] = max_body_bytes
+
+    async def post_alerts(request: web.Request) -> web.StreamResponse:
+        auth = tokens.check(request.headers.get(hdrs.AUTHORIZATION))
+        if auth is AuthResult.UNAVAILABLE:
+            return _error(503, "the receiver has no token to check against (its token files are missing or empty)")
+        if auth is AuthResult.MISSING:
+            return _error(
+                401, "missing bearer token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": REALM}
+            )
+        if auth is AuthResult.INVALID:
+            return _error(
+                401,
+                "invalid bearer token",
+                headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+            )
+        if request.content_type != "application/json":
+            return _error(415, f"Content-Type must be application/json, not {request.content_type or 'none'}")
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return _error(
+                413, f"the body ({request.content_length} bytes) is larger than the limit of {max_body_bytes}"
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the body is larger than the limit of {max_body_bytes} bytes")
+        try:
+            payload = parse(body)
+        except PayloadError as exc:
+            return web.json_response(exc.to_dict(), status=exc.status)
+        received_at = clock()
+        try:
+            outcome = await sink.submit(payload, received_at)
+        except WriteError as exc:
+            logger.warning("alert group %r of receiver %r not recorded: %s", payload.group_key, payload.receiver, exc)
+            return _error(503, f"the alert group was not recorded, retry: {exc}")
+        return web.json_response({"status": "ok", **outcome.to_dict()})
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.StreamResponse:
+        if not tokens.available():
+            return web.json_response(
+                {"status": "unavailable", "error": "no token file is readable"},
+                status=503,
+            )
+        return web.json_response({"status": "ok"})
+
+    app.router.add_post(ALERTS_PATH, post_alerts)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """A server TLS context from PEM files (TLS 1.2 at least)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _signature(*paths: Path) -> tuple[tuple[int, int, int], ...]:
+    out = []
+    for path in paths:
+        st = os.stat(path)
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+async def _reload_certificates(context: ssl.SSLContext, cert: Path, key: Path, stop: asyncio.Event) -> None:
+    """Load the certificate again when its files change (cert-manager renews it): new handshakes use it."""
+    seen = _signature(cert, key)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _CERT_CHECK_SECONDS)
+        try:
+            current = _signature(cert, key)
+            if current != seen:
+                context.load_cert_chain(cert, key)
+                seen = current
+                logger.info("the receiver's TLS certificate changed and was reloaded")
+        except (OSError, ssl.SSLError) as exc:
+            logger.warning("the receiver's TLS certificate could not be reloaded (the old one stays): %s", exc)
+
+
+# --- the task ---------------------------------------------------------------------------------------
+
+
+async def run_receiver(settings: Settings, api: client.ApiClient, stop: asyncio.Event) -> None:
+    """Serve the receiver until ``stop`` is set.
+
+    Without a token file the receiver stays off (the operator never takes
+    unauthenticated alerts) and this waits for ``stop`` all the same, so the
+    rest of the operator runs on.
+    """
+    tokens = Tokens(settings.token_file, settings.previous_token_file)
+    if not tokens.configured:
+        logger.warning("the Alertmanager receiver is off: no token file (INCIDENTOPS_TOKEN_FILE) is configured")
+        await stop.wait()
+        return
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        raise ValueError("the receiver's TLS needs both a certificate file and a key file")
+    context = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        context = tls_context(settings.tls_cert_file, settings.tls_key_file)
+    writer = IncidentWriter(
+        api,
+        operator_namespace=settings.namespace,
+        allow_alert_namespace=settings.alert_namespace_label,
+        watch_namespaces=settings.watch_namespaces,
+        timeout=settings.receiver_write_timeout_seconds,
+    )
+    app = make_app(tokens, writer, max_body_bytes=settings.receiver_max_body_bytes)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
+    await runner.setup()
+    reloader: asyncio.Task[None] | None = None
+    try:
+        site = web.TCPSite(runner, settings.bind_address, settings.receiver_port, ssl_context=context)
+        await site.start()
+        scheme = "https" if context else "http"
+        for host, port, *_ in runner.addresses:
+            logger.info("the Alertmanager receiver is listening on %s://%s:%s%s", scheme, host, port, ALERTS_PATH)
+        if not tokens.available():
+            logger.warning("the receiver has no readable token yet: POSTs are answered 503 until it has one")
+        if context is not None and settings.tls_cert_file and settings.tls_key_file:
+            reloader = asyncio.create_task(
+                _reload_certificates(context, settings.tls_cert_file, settings.tls_key_file, stop),
+                name="receiver-tls-reload",
+            )
+        await stop.wait()
+    finally:
+        if reloader is not None:
+            reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
+        await runner.cleanup()  # stops accepting, lets requests in flight finish (shutdown_timeout)
+        await writer.close()

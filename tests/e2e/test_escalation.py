@@ -1,0 +1,323 @@
+"""Escalation end to end: the real operator pages real receivers level by level.
+
+Delays are seconds, so the whole chain runs in under a minute; timing is
+asserted by order and loose bounds (never earlier than a level's delay), the
+latency itself belongs to the benchmark.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incidentops.testing import controlplane
+from incidentops.testing.operator import OperatorProcess
+from tests.e2e.conftest import eventually, get_json
+from tests.e2e.receivers import Receivers
+
+ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, as PagerDuty's are
+SLACK_TOKEN = "T0SECRET/B0SECRET/SLACKHOOKSECRETVALUE"
+HMAC_SECRET = "hmac-secret-value-never-logged"
+SECRETS = (ROUTING_KEY, SLACK_TOKEN, HMAC_SECRET)
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[Receivers]:
+    peers = Receivers()
+    peers.start()
+    yield peers
+    peers.stop()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def install_policy(
+    cluster: controlplane.ControlPlane,
+    namespace: str,
+    receivers: Receivers,
+    *,
+    levels: list[dict[str, Any]],
+    repeat: dict[str, Any] | None = None,
+    name: str = "paging",
+) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "channels", "namespace": namespace, "labels": {"incidentops.dev/channel-secret": "true"}},
+        "data": {
+            "routing-key": _b64(ROUTING_KEY),
+            "slack-url": _b64(f"{receivers.base_url}/slack/{SLACK_TOKEN}"),
+            "hmac": _b64(HMAC_SECRET),
+        },
+    }
+    spec: dict[str, Any] = {
+        "levels": levels,
+        "channels": [
+            {
+                "name": "hook",
+                "webhook": {
+                    "url": f"{receivers.base_url}/webhook/hook",
+                    "hmacSecretRef": {"name": "channels", "key": "hmac"},
+                },
+            },
+            {"name": "chat", "slack": {"webhookSecretRef": {"name": "channels", "key": "slack-url"}}},
+            {
+                "name": "pager",
+                "pagerduty": {
+                    "routingKeySecretRef": {"name": "channels", "key": "routing-key"},
+                    "url": f"{receivers.base_url}/pagerduty/v2/enqueue",
+                },
+            },
+            {
+                "name": "mail",
+                "email": {
+                    "to": ["lead@example.com"],
+                    "from": "incidentops@example.com",
+                    "smtp": {"host": "127.0.0.1", "port": receivers.smtp_port, "starttls": False},
+                },
+            },
+        ],
+    }
+    if repeat:
+        spec["repeat"] = repeat
+    policy = {
+        "apiVersion": "incidentops.dev/v1alpha1",
+        "kind": "EscalationPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    cluster.apply([secret, policy])
+
+
+def declare(cluster: controlplane.ControlPlane, namespace: str, name: str, **spec: Any) -> float:
+    """Create an incident under the `paging` policy; returns its creation time (epoch seconds)."""
+    body = {
+        "apiVersion": "incidentops.dev/v1alpha1",
+        "kind": "Incident",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"title": f"{name} is failing", "escalationPolicyRef": {"name": "paging"}, **spec},
+    }
+    cluster.apply(body)
+    created = get_json(cluster, "incident", name, "-n", namespace)["metadata"]["creationTimestamp"]
+    return datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+
+
+def webhook_events(receivers: Receivers, incident: str) -> list[tuple[str, str | None, float]]:
+    return [
+        (d.body["event"], d.body.get("levelName"), d.at)
+        for d in receivers.of("webhook")
+        if isinstance(d.body, dict) and d.body.get("incident", {}).get("name") == incident
+    ]
+
+
+def wait_event(receivers: Receivers, incident: str, event: str, level: str | None = None, timeout: float = 40) -> float:
+    def found() -> float | None:
+        for ev, lvl, at in webhook_events(receivers, incident):
+            if ev == event and (level is None or lvl == level):
+                return at
+        return None
+
+    return float(eventually(f"{event} {level or ''} of {incident}", found, timeout=timeout))
+
+
+def plugin(cluster: controlplane.ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("kubectl-incident")
+    return subprocess.run(
+        [str(exe), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
+
+
+def assert_clean(receivers: Receivers, incident: str, operator: OperatorProcess) -> None:
+    """Every payload had its API's shape; no key delivered twice; no secret leaked anywhere we write."""
+    mine = [d for d in receivers.of() if incident in json.dumps(d.body) or incident in json.dumps(d.headers)]
+    problems = [(d.kind, d.problems) for d in mine if d.problems]
+    assert not problems, problems
+    keys = receivers.keys("webhook", incident=incident)
+    assert len(keys) == len(set(keys)), f"a webhook key was delivered twice: {keys}"
+    log = operator.output()
+    for secret in SECRETS:
+        assert secret not in log
+
+
+def test_p1_chain_ack_stakeholder_and_resolve(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[
+            {"name": "on-call", "after": "0s", "notify": ["hook", "chat", "pager"]},
+            {"name": "team-lead", "after": "6s", "notify": ["hook", "mail"]},
+            {"name": "cto", "afterBySeverity": {"P1": "14s"}, "until": "resolved", "notify": ["hook"]},
+        ],
+    )
+    t0 = declare(cluster, namespace, "checkout-down", severity="P1")
+
+    first = wait_event(receivers, "checkout-down", "triggered", "on-call")
+    assert first >= t0 - 1
+    eventually("the on-call Slack message", lambda: receivers.of("slack", incident="checkout-down"))
+    trigger = eventually("the PagerDuty trigger", lambda: receivers.of("pagerduty", incident="checkout-down"))[0]
+    assert trigger.body["event_action"] == "trigger" and trigger.body["payload"]["severity"] == "critical"
+
+    lead = wait_event(receivers, "checkout-down", "escalated", "team-lead")
+    assert lead >= t0 + 6 - 1, "a level never fires before its delay"
+    assert lead < t0 + 6 + 15, "and not much later either (loose bound; latency is benchmarked)"
+    mail = eventually("the team lead's mail", lambda: receivers.of("email"))
+    assert "checkout-down" in mail[0].headers["Subject"] or "checkout" in mail[0].headers["Subject"]
+
+    acked = plugin(cluster, "ack", "checkout-down", "-n", namespace, "--note", "looking")
+    assert acked.returncode == 0, acked.stderr
+    wait_event(receivers, "checkout-down", "acknowledged")
+    eventually(
+        "the PagerDuty acknowledge",
+        lambda: [d for d in receivers.of("pagerduty") if d.body.get("event_action") == "acknowledge"],
+    )
+
+    # The stakeholder level is `until: resolved`: it still fires after the acknowledgement.
+    cto = wait_event(receivers, "checkout-down", "escalated", "cto")
+    assert cto >= t0 + 14 - 1
+
+    resolved = plugin(
+        cluster, "resolve", "checkout-down", "-n", namespace, "--summary", "rolled back", "--root-cause", "bad deploy"
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    wait_event(receivers, "checkout-down", "resolved")
+    eventually(
+        "the PagerDuty resolve",
+        lambda: [d for d in receivers.of("pagerduty") if d.body.get("event_action") == "resolve"],
+    )
+
+    events = webhook_events(receivers, "checkout-down")
+    order = [(e, lvl) for e, lvl, _ in events]
+    assert (
+        order.index(("triggered", "on-call"))
+        < order.index(("escalated", "team-lead"))
+        < order.index(("escalated", "cto"))
+    )
+    obj = get_json(cluster, "incident", "checkout-down", "-n", namespace)
+    assert obj["status"]["phase"] == "Resolved"
+    assert obj["status"]["metrics"]["timeToAcknowledgeSeconds"] >= 0
+    assert_clean(receivers, "checkout-down", operator)
+
+
+def test_p3_follows_p3_delays(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[
+            {"name": "on-call", "afterBySeverity": {"P1": "0s", "P3": "5s"}, "notify": ["hook"]},
+            {"name": "p1-only", "afterBySeverity": {"P1": "1s"}, "notify": ["hook"]},
+        ],
+    )
+    t0 = declare(cluster, namespace, "slow-page", severity="P3")
+    first = wait_event(receivers, "slow-page", "triggered", "on-call")
+    assert first >= t0 + 5 - 1
+    assert all(lvl != "p1-only" for _, lvl, _ in webhook_events(receivers, "slow-page"))
+
+
+def test_repeat_round_repages_while_nobody_acknowledges(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}],
+        repeat={"times": 2, "every": "5s"},
+    )
+    declare(cluster, namespace, "flapping", severity="P2")
+    eventually(
+        "three pages of the on-call level (the first and two repeats)",
+        lambda: len([e for e in webhook_events(receivers, "flapping") if e[1] == "on-call"]) >= 3,
+        timeout=40,
+    )
+    obj = eventually(
+        "EscalationExhausted",
+        lambda: (
+            (o := get_json(cluster, "incident", "flapping", "-n", namespace))
+            and any(c["type"] == "EscalationExhausted" and c["status"] == "True" for c in o["status"]["conditions"])
+            and o
+        ),
+        timeout=30,
+    )
+    assert obj["status"]["escalation"]["exhausted"] is True
+    assert_clean(receivers, "flapping", operator)
+
+
+def test_drill_messages_say_drill(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[{"name": "on-call", "after": "0s", "notify": ["hook", "chat", "pager", "mail"]}],
+    )
+    declare(cluster, namespace, "gameday", severity="P2", drill=True)
+    wait_event(receivers, "gameday", "triggered")
+
+    def gameday_mails() -> list:
+        return [d for d in receivers.of("email") if "gameday" in json.dumps(d.headers)]
+
+    eventually("all four channels", lambda: gameday_mails() and receivers.of("slack", incident="gameday"))
+    hook = [d for d in receivers.of("webhook") if d.body.get("incident", {}).get("name") == "gameday"]
+    assert all(d.body["drill"] is True and "DRILL" in d.body["message"] for d in hook)
+    assert all("DRILL" in d.body["text"] for d in receivers.of("slack", incident="gameday"))
+    assert all("DRILL" in d.body["payload"]["summary"] for d in receivers.of("pagerduty", incident="gameday"))
+    mails = gameday_mails()
+    assert mails and all("DRILL" in d.headers["Subject"] for d in mails)
+
+
+def test_sigkill_between_levels_loses_and_duplicates_nothing(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[
+            {"name": "on-call", "after": "0s", "notify": ["hook"]},
+            {"name": "second", "after": "8s", "notify": ["hook"]},
+            {"name": "third", "after": "12s", "notify": ["hook"]},
+        ],
+    )
+    declare(cluster, namespace, "crashy", severity="P1")
+    wait_event(receivers, "crashy", "triggered", "on-call")
+    operator.kill()  # SIGKILL: no goodbye, no flush
+    operator.start()
+    wait_event(receivers, "crashy", "escalated", "second")
+    wait_event(receivers, "crashy", "escalated", "third")
+    pages = [
+        (d.body["levelName"], d.headers["Idempotency-Key"])
+        for d in receivers.of("webhook")
+        if d.body.get("incident", {}).get("name") == "crashy" and d.body["event"] in ("triggered", "escalated")
+    ]
+    # At least once with a stable key: a page sent just before the kill may come again,
+    # but only under the same key; no level is skipped, none sent under two keys.
+    levels = list(dict.fromkeys(level for level, _ in pages))
+    assert levels == ["on-call", "second", "third"], pages
+    for level in levels:
+        assert len({key for lvl, key in pages if lvl == level}) == 1, pages
+    keys = [key for _, key in pages]
+    status = get_json(cluster, "incident", "crashy", "-n", namespace)["status"]
+    recorded = {n["key"] for n in status["notifications"]}
+    assert set(keys) <= recorded, "every delivered key is recorded in status"

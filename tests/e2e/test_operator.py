@@ -1,0 +1,160 @@
+"""The operator, running under the chart's own ServiceAccount, sets status on incidents and policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from incidentops.testing import controlplane
+from incidentops.testing.operator import OperatorProcess
+from tests.e2e.conftest import eventually, get_json
+
+CONDITION_TYPES = {
+    "Ready",
+    "Acknowledged",
+    "Contained",
+    "Resolved",
+    "AlertsResolved",
+    "SLABreached",
+    "EscalationExhausted",
+}
+
+
+def _condition(obj: dict[str, Any], type: str) -> dict[str, Any] | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type), None)
+
+
+def _incident(name: str, **spec: Any) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "incidentops.dev/v1alpha1",
+            "kind": "Incident",
+            "metadata": {"name": name},
+            "spec": {"title": f"{name} is broken", **spec},
+        }
+    )
+
+
+def test_new_incident_gets_its_initial_status(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_incident("db-down", severity="P1"))
+
+    def settled() -> dict[str, Any] | None:
+        obj = get_json(cluster, "incident", "db-down", "-n", namespace)
+        return obj if (obj.get("status") or {}).get("phase") else None
+
+    obj = eventually("the operator's first status", settled)
+    status = obj["status"]
+    assert status["phase"] == "Triggered"
+    assert status["severity"] == "P1"
+    assert status["episode"] == 1
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["startedAt"]
+    assert {c["type"] for c in status["conditions"]} == CONDITION_TYPES
+    ready = _condition(obj, "Ready")
+    assert ready is not None and ready["status"] == "False" and ready["reason"] == "NoEscalationPolicy"
+
+    columns = cluster.kubectl("get", "inc", "db-down", "-n", namespace).stdout.splitlines()[1].split()
+    assert columns[1:3] == ["P1", "Triggered"]
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=db-down")
+    assert "Triggered" in events.stdout or "NoEscalationPolicy" in events.stdout
+
+
+def test_unclassified_incident_is_classified_by_its_policy(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "incidentops.dev/v1alpha1",
+            "kind": "EscalationPolicy",
+            "metadata": {"name": "team", "namespace": namespace},
+            "spec": {
+                "classification": {"rules": [{"match": {"labels": {"tier": "edge"}}, "severity": "P2"}]},
+                "levels": [{"name": "on-call", "after": "1h", "notify": ["hook"]}],
+                "channels": [{"name": "hook", "webhook": {"url": "http://127.0.0.1:9/hook"}}],
+            },
+        }
+    )
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-",
+        input=_incident("edge-errors", source={"kind": "manual", "labels": {"tier": "edge"}}),
+    )  # fmt: skip
+    obj = eventually(
+        "classification by the policy's rule",
+        lambda: (
+            (o := get_json(cluster, "incident", "edge-errors", "-n", namespace)).get("status", {}).get("severity") and o
+        ),
+    )
+    assert obj["status"]["severity"] == "P2"
+    assert obj["status"]["escalationPolicy"] == f"{namespace}/team"
+    ready = _condition(obj, "Ready")
+    assert ready is not None and ready["status"] == "True"
+
+
+def test_unclassified_incident_without_policy_defaults_to_p3(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_incident("vague"))
+    obj = eventually(
+        "a default severity",
+        lambda: (o := get_json(cluster, "incident", "vague", "-n", namespace)).get("status", {}).get("severity") and o,
+    )
+    assert obj["status"]["severity"] == "P3"
+
+
+def _policy_with_secret(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "incidentops.dev/v1alpha1",
+        "kind": "EscalationPolicy",
+        "metadata": {"name": "paging", "namespace": namespace},
+        "spec": {
+            "levels": [{"name": "on-call", "after": "0s", "notify": ["chat"]}],
+            "channels": [{"name": "chat", "slack": {"webhookSecretRef": {"name": "slack-hook", "key": "url"}}}],
+        },
+    }
+
+
+def _secret(namespace: str, *, labelled: bool, key: str) -> dict[str, Any]:
+    labels = {"incidentops.dev/channel-secret": "true"} if labelled else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "slack-hook", "namespace": namespace, "labels": labels},
+        "stringData": {key: "http://127.0.0.1:9/services/T000/B000/XXXXSECRET"},
+    }
+
+
+def test_policy_ready_follows_its_channel_secret(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.apply(_policy_with_secret(namespace))
+
+    def ready_reason() -> tuple[str, str, str] | None:
+        cond = _condition(get_json(cluster, "escalationpolicy", "paging", "-n", namespace), "Ready")
+        return (cond["status"], cond["reason"], cond["message"]) if cond else None
+
+    status, reason, message = eventually("Ready=False", ready_reason)
+    assert (status, reason) == ("False", "SecretNotFound")
+    assert "slack-hook" in message and "chat" in message
+
+    cluster.apply(_secret(namespace, labelled=False, key="url"))
+    eventually("SecretNotLabelled", lambda: (r := ready_reason()) and r[1] == "SecretNotLabelled")
+
+    cluster.kubectl("delete", "secret", "slack-hook", "-n", namespace)
+    cluster.apply(_secret(namespace, labelled=True, key="webhook"))
+    _, _, message = eventually("SecretKeyMissing", lambda: (r := ready_reason()) and r[1] == "SecretKeyMissing" and r)
+    assert "url" in message
+
+    cluster.kubectl("delete", "secret", "slack-hook", "-n", namespace)
+    cluster.apply(_secret(namespace, labelled=True, key="url"))
+    eventually("Ready=True once the Secret is fixed", lambda: (r := ready_reason()) and r[0] == "True")
+
+    policy = get_json(cluster, "escalationpolicy", "paging", "-n", namespace)
+    assert policy["status"]["observedGeneration"] == policy["metadata"]["generation"]
+    # The secret's value appears nowhere the operator writes.
+    assert "XXXXSECRET" not in yaml.safe_dump(policy)
+    events = cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
+    assert "SecretNotFound" in events and "XXXXSECRET" not in events
+    assert "XXXXSECRET" not in operator.output()

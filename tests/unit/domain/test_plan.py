@@ -1,0 +1,127 @@
+"""The entry point: idempotence, record_deliveries, and the bounds that keep an Incident small."""
+
+from __future__ import annotations
+
+import pytest
+
+from incidentops.api import reasons
+from incidentops.api.incident import NotificationOutcome
+from incidentops.domain.plan import (
+    NOTIFICATIONS_CAP,
+    NOTIFIED_CAP,
+    Due,
+    plan,
+    record_deliveries,
+)
+from incidentops.domain.selection import select_policy
+from incidentops.domain.timeline import TIMELINE_CAP
+
+from .builders import OPERATOR_NS, Simulation, at, delivered, incident, level, mark, policy, with_status
+
+
+def first_plan(**incident_args: object) -> tuple[object, object]:
+    p = policy(levels=[level("on-call", notify=["pager", "chat"]), level("lead", "5m", notify=["lead"])])
+    inc = incident(**incident_args)  # type: ignore[arg-type]
+    selection = select_policy(inc, [p], OPERATOR_NS)
+    return inc, selection
+
+
+def test_asking_twice_gives_the_same_answer() -> None:
+    inc, selection = first_plan()
+    assert plan(inc, selection, at(7)) == plan(inc, selection, at(7))  # type: ignore[arg-type]
+
+
+def test_planning_on_its_own_status_changes_nothing() -> None:
+    inc, selection = first_plan()
+    first = plan(inc, selection, at(7))  # type: ignore[arg-type]
+    again = plan(with_status(inc, first.status), selection, at(7))  # type: ignore[arg-type]
+    assert again.status == first.status
+    assert again.due == first.due  # not recorded yet: still due, under the same keys
+    assert again.transitions == ()
+
+
+def test_record_deliveries() -> None:
+    inc, selection = first_plan()
+    result = plan(inc, selection, at(6))  # type: ignore[arg-type]
+    assert [d.level_name for d in result.due] == ["on-call", "on-call", "lead"]
+    outcomes = [
+        (result.due[0], "Delivered", 1, ""),
+        (result.due[1], "Failed", 3, "HTTP 500"),
+        (result.due[2], "Skipped", 0, "Secret missing"),
+    ]
+    status = record_deliveries(result.status, outcomes, at(6))
+    assert status.escalation is not None
+    assert status.escalation.notified == [d.key for d in result.due]
+    assert (status.escalation.level, status.escalation.level_name) == (1, "lead")
+    assert [(r.channel, r.outcome, r.attempts, r.message) for r in status.notifications] == [
+        ("pager", NotificationOutcome.SENT, 1, None),
+        ("chat", NotificationOutcome.FAILED, 3, "HTTP 500"),
+        ("lead", NotificationOutcome.SKIPPED, 0, "Secret missing"),
+    ]
+    kinds = [e.kind for e in status.timeline[-2:]]
+    assert kinds == [reasons.NOTIFICATION_FAILED, reasons.NOTIFICATION_SKIPPED]
+    assert "chat failed (HTTP 500)" in status.timeline[-2].message
+    # Nothing is due again, whatever the outcome.
+    assert plan(with_status(inc, status), selection, at(6)).due == ()  # type: ignore[arg-type]
+
+
+def test_recording_a_key_again_replaces_its_record() -> None:
+    inc, selection = first_plan()
+    result = plan(inc, selection, at(0))  # type: ignore[arg-type]
+    once = record_deliveries(result.status, delivered(result.due, "Failed"), at(0))
+    twice = record_deliveries(once, delivered(result.due), at(1))
+    assert len(twice.notifications) == len(result.due)
+    assert {r.outcome for r in twice.notifications} == {NotificationOutcome.SENT}
+    assert twice.escalation is not None and len(twice.escalation.notified) == len(result.due)
+
+
+def test_record_nothing_is_the_same_status() -> None:
+    inc, selection = first_plan()
+    result = plan(inc, selection, at(0))  # type: ignore[arg-type]
+    assert record_deliveries(result.status, [], at(0)) is result.status
+
+
+def test_unknown_outcomes_are_refused() -> None:
+    inc, selection = first_plan()
+    result = plan(inc, selection, at(0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown delivery outcome"):
+        record_deliveries(result.status, [(result.due[0], "Maybe", 1, "")], at(0))
+
+
+def test_due_at_is_when_it_became_due() -> None:
+    inc, selection = first_plan()
+    result = plan(inc, selection, at(9))  # type: ignore[arg-type]
+    assert [d.at for d in result.due] == [at(0), at(0), at(5)]
+    assert isinstance(result.due[0], Due)
+
+
+def test_status_round_trips_through_json() -> None:
+    """Everything written fits the API's schema (max lengths, patterns)."""
+    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call"), level("cto", "1h", until="resolved")])])
+    sim.run_until(at(300))
+    body = sim.status.to_dict()
+    assert type(sim.status).model_validate(body) == sim.status
+
+
+def test_a_long_incident_stays_within_bounds_and_never_resends() -> None:
+    """Three days of a P1 with updates due every 15 minutes to seven channels: far more keys than
+    ``notified`` may hold; the stale ones go, and nothing is sent twice."""
+    channels = [f"c{i}" for i in range(5)]
+    p = policy(
+        levels=[
+            level("on-call", notify=channels),
+            level("cto", "2h", until="resolved", notify=["cto", "board"]),
+        ]
+    )
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(1))
+    sim.run_until(at(72 * 60), start=at(2))
+    keys = [d.key for _, d in sim.sent]
+    assert len(keys) == len(set(keys)) > NOTIFIED_CAP
+    assert [x[1] for x in sim.pages()].count("cto") == 2
+    assert len(sim.events("acknowledged")) == 5
+    assert sim.status.escalation is not None and len(sim.status.escalation.notified) <= NOTIFIED_CAP
+    assert len(sim.status.notifications) == NOTIFICATIONS_CAP
+    assert len(sim.status.timeline) == TIMELINE_CAP
+    assert len(sim.status.to_dict().__repr__()) < 64 * 1024
