@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,19 @@ def plugin(cluster: controlplane.ControlPlane, *args: str) -> subprocess.Complet
     )
 
 
+def scrape(operator: OperatorProcess) -> dict[tuple[str, str], float]:
+    """The operator's metrics as {(name, labels): value}, read as Prometheus would."""
+    text = urllib.request.urlopen(operator.metrics_url, timeout=5).read().decode()
+    samples: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        samples[(name, labels.rstrip("}"))] = float(value)
+    return samples
+
+
 def assert_clean(receivers: Receivers, incident: str, operator: OperatorProcess) -> None:
     """Every payload had its API's shape; no key delivered twice; no secret leaked anywhere we write."""
     mine = [d for d in receivers.of() if incident in json.dumps(d.body) or incident in json.dumps(d.headers)]
@@ -214,6 +228,16 @@ def test_p1_chain_ack_stakeholder_and_resolve(
     assert obj["status"]["phase"] == "Resolved"
     assert obj["status"]["metrics"]["timeToAcknowledgeSeconds"] >= 0
     assert_clean(receivers, "checkout-down", operator)
+
+    metrics = scrape(operator)
+    hook_pages = len([e for e in events if e[0] in ("triggered", "escalated")])
+    assert (
+        metrics[("incidentops_notifications_total", 'channel_type="webhook",event="escalated",outcome="Delivered"')]
+        >= 2
+    )
+    assert metrics[("incidentops_escalations_total", 'level="team-lead"')] == 1
+    assert metrics[("incidentops_time_to_acknowledge_seconds_count", 'severity="P1"')] == 1
+    assert hook_pages == 3
 
 
 def test_p3_follows_p3_delays(
@@ -321,3 +345,52 @@ def test_sigkill_between_levels_loses_and_duplicates_nothing(
     status = get_json(cluster, "incident", "crashy", "-n", namespace)["status"]
     recorded = {n["key"] for n in status["notifications"]}
     assert set(keys) <= recorded, "every delivered key is recorded in status"
+
+
+def test_channel_secret_missing_at_send_time_fails_it_and_escalation_goes_on(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[
+            {"name": "on-call", "after": "0s", "notify": ["chat"]},
+            {"name": "team-lead", "after": "4s", "notify": ["mail"]},
+        ],
+    )
+    cluster.kubectl("delete", "secret", "channels", "-n", namespace)
+    declare(cluster, namespace, "no-secret", severity="P2")
+
+    eventually(
+        "the next level's mail although the first channel failed",
+        lambda: [d for d in receivers.of("email") if "no-secret" in json.dumps(d.headers)],
+    )
+
+    def failed_chat() -> dict[str, Any] | None:
+        status = get_json(cluster, "incident", "no-secret", "-n", namespace).get("status") or {}
+        return next((n for n in status.get("notifications", []) if n["channel"] == "chat"), None)
+
+    record = eventually("the failed Slack notification in status", failed_chat)
+    assert record["outcome"] == "Failed"
+    assert "channels" in record["message"] and "not found" in record["message"]
+    assert not receivers.of("slack", incident="no-secret")
+
+
+def test_policy_edit_takes_effect_at_the_next_wake_up_without_resending(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    levels = [
+        {"name": "on-call", "after": "0s", "notify": ["hook"]},
+        {"name": "team-lead", "after": "10m", "notify": ["hook"]},
+    ]
+    install_policy(cluster, namespace, receivers, levels=levels)
+    t0 = declare(cluster, namespace, "edited", severity="P2")
+    wait_event(receivers, "edited", "triggered", "on-call")
+
+    levels[1]["after"] = "5s"  # the team lead is now due 5s after the start, not 10 minutes
+    install_policy(cluster, namespace, receivers, levels=levels)
+    lead = wait_event(receivers, "edited", "escalated", "team-lead", timeout=40)
+    assert lead >= t0 + 5 - 1
+    on_call = [k for e, lvl, _ in webhook_events(receivers, "edited") if lvl == "on-call" for k in [e]]
+    assert on_call == ["triggered"], "the edit re-sent nothing"
