@@ -7,6 +7,8 @@ function of the objects alone.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +71,23 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Backoff before the first retry of a notification; doubles each time."
     )
     delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Time limit of one delivery attempt.")
+    leader_election: bool = Field(
+        default=True,
+        description="Elect one leader per operator namespace with a coordination.k8s.io Lease; only the "
+        "leader runs the handlers and the scheduler, every replica serves the receiver.",
+    )
+    lease_name: str = Field(default="incidentops-leader", description="Name of the Lease in the operator's namespace.")
+    identity: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This replica's name in the Lease (default: host name and process id).",
+    )
+    lease_duration_seconds: float = Field(
+        default=15, gt=0, description="How long a leader that stopped renewing keeps the Lease."
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=10, gt=0, description="A leader that cannot renew within this stops leading (and exits)."
+    )
+    lease_retry_period_seconds: float = Field(default=2, gt=0, description="How often the Lease is renewed or tried.")
     kubeconfig: Path | None = Field(default=None, description="Kubeconfig to use; in-cluster config when unset.")
 
     @field_validator("watch_namespaces", mode="before")

@@ -23,6 +23,14 @@ from incidentops.testing.install import install_crds, install_operator_rbac
 from incidentops.testing.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
+# Short periods so tests see rechecks and failovers in seconds, not minutes.
+FAST_OPERATOR_ENV = {
+    "INCIDENTOPS_POLICY_RECHECK_SECONDS": "1",
+    "INCIDENTOPS_LEASE_DURATION_SECONDS": "4",
+    "INCIDENTOPS_LEASE_RENEW_DEADLINE_SECONDS": "3",
+    "INCIDENTOPS_LEASE_RETRY_PERIOD_SECONDS": "1",
+    "INCIDENTOPS_DELIVERY_INITIAL_DELAY_SECONDS": "0.2",
+}
 CLUSTERROLE = ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml"
 
 
@@ -86,7 +94,7 @@ def operator(
         operator_kubeconfig,
         operator_namespace,
         tmp_path / "operator.log",
-        env={"INCIDENTOPS_POLICY_RECHECK_SECONDS": "1"},
+        env=FAST_OPERATOR_ENV,
     )
     proc.start()
     try:

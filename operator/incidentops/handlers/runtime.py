@@ -29,6 +29,7 @@ from incidentops import kube, metrics, notify
 from incidentops.handlers import registry as registry_module
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.leader import ElectionSettings, LeaseElector
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.scheduler import Scheduler
 from incidentops.settings import Settings
@@ -105,59 +106,96 @@ async def run(
     reconciler = Reconciler(deps, Deliverer(deps, session, retry))
     scheduler = Scheduler(reconciler.process, deps.clock)
     registry = registry_module.build(deps, scheduler, reconciler)
-    kopf_ready = asyncio.Event()
-    kopf_stop = asyncio.Event()
-    kopf_settings = kopf.OperatorSettings()
-    configure_kopf(kopf_settings)
-    namespaces = settings.watch_namespaces
-    tasks: dict[str, asyncio.Task[None]] = {
-        "kopf": asyncio.create_task(
-            kopf.operator(
-                registry=registry,
-                settings=kopf_settings,
-                standalone=True,
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                stop_flag=kopf_stop,
-                ready_flag=kopf_ready,
-            ),
-            name="kopf",
-        )
-    }
-    parts = [
-        Task("scheduler", scheduler.run),
-        Task("metrics", lambda stop: metrics.serve(settings.bind_address, settings.metrics_port, stop)),
-        *([_receiver_task(receiver, settings, api)] if receiver is not None else []),
-        *(extra_tasks or []),
-    ]
-    for part in parts:
-        tasks[part.name] = asyncio.create_task(_run_part(part, kopf_stop), name=part.name)
+    stop_all = asyncio.Event()
+    announced = asyncio.Event()
 
-    async def announce_ready() -> None:
-        await kopf_ready.wait()
+    def announce(role: str) -> None:
+        if announced.is_set():
+            return
+        announced.set()
         # Kopf's own signal handlers fail on a second signal; ours stop every part,
         # Kopf included, and tolerate any number of signals.
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop_flag.set)
-        logger.info("incidentops is ready")  # tests and scripts wait for this line
+        logger.info("incidentops is ready (%s)", role)  # tests and scripts wait for this line
         if ready_flag is not None:
             ready_flag.set()
 
+    async def leader_parts(leader_stop: asyncio.Event) -> None:
+        """Kopf and the scheduler: what only the leader runs."""
+        kopf_settings = kopf.OperatorSettings()
+        configure_kopf(kopf_settings)
+        kopf_ready = asyncio.Event()
+        namespaces = settings.watch_namespaces
+        inner = {
+            "kopf": asyncio.create_task(
+                kopf.operator(
+                    registry=registry,
+                    settings=kopf_settings,
+                    standalone=True,
+                    clusterwide=not namespaces,
+                    namespaces=namespaces,
+                    stop_flag=leader_stop,
+                    ready_flag=kopf_ready,
+                ),
+                name="kopf",
+            ),
+            "scheduler": asyncio.create_task(scheduler.run(leader_stop), name="scheduler"),
+        }
+        ready_waiter = asyncio.create_task(kopf_ready.wait())
+        stop_waiter = asyncio.create_task(leader_stop.wait())
+        try:
+            await asyncio.wait([ready_waiter, stop_waiter, *inner.values()], return_when=asyncio.FIRST_COMPLETED)
+            if kopf_ready.is_set():
+                announce("leading" if settings.leader_election else "no leader election")
+            await asyncio.wait([stop_waiter, *inner.values()], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leader_stop.set()
+            ready_waiter.cancel()
+            stop_waiter.cancel()
+            await asyncio.wait(inner.values(), timeout=10)
+        for task in inner.values():
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"{task.get_name()} failed") from task.exception()
+
+    if settings.leader_election:
+        elector = LeaseElector(
+            api,
+            ElectionSettings(
+                namespace=settings.namespace,
+                name=settings.lease_name,
+                identity=settings.identity,
+                lease_duration=settings.lease_duration_seconds,
+                renew_deadline=settings.lease_renew_deadline_seconds,
+                retry_period=settings.lease_retry_period_seconds,
+            ),
+            on_standby=lambda: announce(f"standby: another replica holds Lease {settings.lease_name}"),
+        )
+        leader = Task("leader", lambda stop: elector.run(leader_parts, stop))
+    else:
+        leader = Task("leader", leader_parts)
+    parts = [
+        leader,
+        Task("metrics", lambda stop: metrics.serve(settings.bind_address, settings.metrics_port, stop)),
+        *([_receiver_task(receiver, settings, api)] if receiver is not None else []),
+        *(extra_tasks or []),
+    ]
+    tasks = {part.name: asyncio.create_task(_run_part(part, stop_all), name=part.name) for part in parts}
     waiter = asyncio.create_task(stop_flag.wait(), name="stop-flag")
-    announcer = asyncio.create_task(announce_ready(), name="ready-flag")
     try:
         done, _ = await asyncio.wait([waiter, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not waiter and not task.cancelled() and task.exception():
                 logger.error("%s failed; stopping the operator", task.get_name(), exc_info=task.exception())
     finally:
-        kopf_stop.set()
-        announcer.cancel()
+        stop_all.set()
         waiter.cancel()
-        # Kopf stops on its flag; the others get a grace period, then are cancelled.
-        _, pending = await asyncio.wait(tasks.values(), timeout=10)
+        # Every part stops on its flag; a grace period, then they are cancelled.
+        _, pending = await asyncio.wait(tasks.values(), timeout=15)
         for task in pending:
             task.cancel()
         for task in tasks.values():

@@ -26,11 +26,31 @@ def install_crds(cluster: Any) -> None:
 
 
 def install_operator_rbac(cluster: Any, namespace: str, clusterrole: Path) -> Path:
-    """The chart's ClusterRole, a ServiceAccount and a binding; returns the SA's kubeconfig."""
+    """The chart's ClusterRole and Role, a ServiceAccount and bindings; returns the SA's kubeconfig.
+
+    The Role (``role.yaml`` beside the ClusterRole file) is bound in ``namespace``,
+    the operator's own, as the chart does.
+    """
     role = yaml.safe_load(clusterrole.read_text())
     name = role["metadata"]["name"]
+    namespaced: list[dict[str, Any]] = []
+    role_file = clusterrole.with_name("role.yaml")
+    if role_file.exists():
+        local = yaml.safe_load(role_file.read_text())
+        local["metadata"]["namespace"] = namespace
+        namespaced = [
+            local,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": local["metadata"]["name"], "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": local["metadata"]["name"]},
+                "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": namespace}],
+            },
+        ]
     cluster.apply(
         [
+            *namespaced,
             role,
             {
                 "apiVersion": "v1",
