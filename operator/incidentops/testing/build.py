@@ -196,9 +196,13 @@ def resolve_binaries(
         else:
             missing.append(c)
     for module in dict.fromkeys(c.module for c in missing):
-        if not build:
+        cached = cache_root() / "controlplane" / cache_key(module, go)
+        if all((cached / c.name).is_file() for c in missing if c.module == module):
+            bindir = cached
+        elif not build:
             raise BuildError(f"{module} binaries are not built; run `make install` or set {missing[0].env}")
-        bindir = build_module(module, go=go)
+        else:
+            bindir = build_module(module, go=go)
         for c in missing:
             if c.module == module:
                 paths[c.name] = bindir / c.name

@@ -1,0 +1,77 @@
+"""`incidentops dev` end to end: up, usable with kubectl, and gone without orphans on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from incidentops.testing import build
+from tests.e2e.conftest import ROOT, eventually
+
+
+def _pids_using(workdir: Path) -> list[int]:
+    """Processes whose command line mentions the control plane's work directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(workdir) in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_dev_runs_the_operator_and_stops_everything(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    workdir = tmp_path / "cp"
+    exe = Path(sys.executable).with_name("incidentops")
+    env = {k: v for k, v in os.environ.items() if k not in ("USE_EXISTING_CLUSTER",)}
+    proc = subprocess.Popen(
+        [str(exe), "dev", "--state-file", str(state), "--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        eventually("the state file", state.exists, timeout=120)
+        info = json.loads(state.read_text())
+        assert set(info) == {"kubeconfig", "namespace", "alertsURL", "alertsToken", "metricsURL"}
+        kubectl = [str(build.resolve_binaries(build=False)["kubectl"]), "--kubeconfig", info["kubeconfig"]]
+
+        incident = yaml.safe_load((ROOT / "examples/incidents/manual-p1.yaml").read_text())
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(incident), text=True, check=True)
+        ns, name = incident["metadata"]["namespace"], incident["metadata"]["name"]
+
+        def columns() -> list[str] | None:
+            out = subprocess.run([*kubectl, "get", "inc", name, "-n", ns], capture_output=True, text=True).stdout
+            lines = out.splitlines()
+            return lines if len(lines) == 2 and "Triggered" in lines[1] else None
+
+        header, row = eventually("the operator's status in the printer columns", columns, timeout=60)
+        assert header.split() == ["NAME", "SEVERITY", "PHASE", "LEVEL", "ACKED-BY", "AGE"]
+        assert row.split()[1:3] == ["P1", "Triggered"]
+        policies = subprocess.run([*kubectl, "get", "escpol", "-A"], capture_output=True, text=True, check=True)
+        assert "default" in policies.stdout
+        assert _pids_using(workdir), "the control plane runs from the work directory"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    assert proc.returncode == 0, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    deadline = time.monotonic() + 10
+    while _pids_using(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _pids_using(workdir) == [], "no process of the control plane is left behind"
+    assert not state.exists(), "the state file goes with the run"
