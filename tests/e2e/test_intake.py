@@ -1,0 +1,422 @@
+"""Alert intake end to end: the real Alertmanager (and Prometheus) post to the real operator's receiver.
+
+The operator runs as its own process under the chart's ServiceAccount, with
+its receiver on a loopback port and bearer tokens from files; the incidents
+land on the real API server. Alertmanager and Prometheus are Debian's
+binaries, configured from ``examples/``. Each test works in a namespace of its
+own: the operator may place a group's incident in the group's ``namespace``
+label (INCIDENTOPS_ALERT_NAMESPACE_LABEL=true), and a policy there decides
+severity, resolution and reopening.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incidentops.domain import alertgroups
+from incidentops.testing import controlplane
+from incidentops.testing.operator import OperatorProcess
+from tests.e2e import alertmanager as am
+from tests.e2e.conftest import eventually, get_json
+from tests.unit.intake.payloads import alert, payload
+
+TOKEN = "e2e-token-current"
+PREVIOUS = "e2e-token-previous"
+MAX_BODY = 4 * 1024 * 1024
+
+
+# --- fixtures ---------------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # as the kubelet swaps a Secret volume
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("tokens")
+    current, previous = base / "token", base / "previous"
+    _write(current, TOKEN + "\n")
+    _write(previous, PREVIOUS + "\n")
+    return current, previous
+
+
+def _receiving_operator(kubeconfig: Path, namespace: str, log: Path, tokens: tuple[Path, Path]) -> OperatorProcess:
+    proc = OperatorProcess(
+        kubeconfig,
+        namespace,
+        log,
+        env={
+            "INCIDENTOPS_TOKEN_FILE": str(tokens[0]),
+            "INCIDENTOPS_PREVIOUS_TOKEN_FILE": str(tokens[1]),
+            "INCIDENTOPS_ALERT_NAMESPACE_LABEL": "true",
+            "INCIDENTOPS_RECEIVER_MAX_BODY_BYTES": str(MAX_BODY),
+            "INCIDENTOPS_POLICY_RECHECK_SECONDS": "1",
+        },
+    )
+    proc.start()
+    health = proc.alerts_url.replace("/api/v1/alerts", "/healthz")
+    eventually("the receiver to serve", lambda: _get_status(health) == 200, timeout=20)
+    return proc
+
+
+def _get_status(url: str) -> int | None:
+    try:
+        return am.http_json("GET", url, timeout=2)[0]
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _running(proc: OperatorProcess) -> Iterator[OperatorProcess]:
+    try:
+        yield proc
+    finally:
+        code = proc.stop()
+        output = proc.output()
+        assert "Traceback" not in output, f"the operator logged a traceback (exit {code}):\n{output[-8000:]}"
+
+
+@pytest.fixture(scope="module")
+def receiver(
+    crds: None,
+    operator_kubeconfig: Path,
+    operator_namespace: str,
+    tokens: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with _running(_receiving_operator(operator_kubeconfig, operator_namespace, log, tokens)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def policy(cluster: controlplane.ControlPlane, namespace: str) -> dict[str, Any]:
+    """A policy in the test's namespace: it classifies the alert-born incidents there (default rules)."""
+    body = {
+        "apiVersion": "incidentops.dev/v1alpha1",
+        "kind": "EscalationPolicy",
+        "metadata": {"name": "alerts", "namespace": namespace},
+        "spec": {
+            "levels": [{"name": "on-call", "after": "1h", "notify": ["hook"]}],
+            "channels": [{"name": "hook", "webhook": {"url": "http://127.0.0.1:9/hook"}}],
+            "alerts": {"autoResolve": True, "reopenWindow": "1h"},
+        },
+    }
+    cluster.apply(body)
+    return body
+
+
+@pytest.fixture
+def alertmanager(receiver: OperatorProcess, tokens: tuple[Path, Path], tmp_path: Path) -> Iterator[am.Alertmanager]:
+    config = am.alertmanager_config([receiver.alerts_url], tokens[0])
+    with am.run_alertmanager(tmp_path / "alertmanager", config) as instance:
+        yield instance
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def incidents(cluster: controlplane.ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    items = get_json(cluster, "incidents", "-n", namespace, "-l", alertgroups.ALERT_GROUP_LABEL)["items"]
+    return sorted(items, key=alertgroups.sequence_of)
+
+
+def alerts_of(obj: dict[str, Any]) -> dict[str, Any]:
+    return (obj.get("status") or {}).get("alerts") or {}
+
+
+def condition(obj: dict[str, Any], type: str) -> dict[str, Any] | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type), None)
+
+
+def the_incident(cluster: controlplane.ControlPlane, namespace: str, what: str, check: Any) -> dict[str, Any]:
+    """Poll until the namespace's one alert-born incident satisfies ``check``; more than one fails at once."""
+
+    def probe() -> dict[str, Any] | None:
+        found = incidents(cluster, namespace)
+        assert len(found) <= 1, f"more than one incident: {[i['metadata']['name'] for i in found]}"
+        return found[0] if found and check(found[0]) else None
+
+    result: dict[str, Any] = eventually(what, probe, timeout=60)
+    return result
+
+
+def post(url: str, body: Any, *, token: str | None = TOKEN, content_type: str = "application/json") -> tuple[int, Any]:
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return am.http_json("POST", url, raw, headers=headers)
+
+
+def checkout_alerts(namespace: str, *, ended: bool = False, count: int = 3) -> list[dict[str, Any]]:
+    return [
+        am.am_alert(
+            {
+                "alertname": "CheckoutErrors",
+                "namespace": namespace,
+                "severity": "warning",
+                "service": "checkout",
+                "pod": f"checkout-{i}",
+            },
+            annotations={"summary": "Checkout error rate above 1%", "description": "5xx on /pay"},
+            ended=ended,
+        )
+        for i in range(count)
+    ]
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+
+def test_alertmanager_groups_become_incidents_that_resolve_and_reopen(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    alertmanager: am.Alertmanager,
+    namespace: str,
+    policy: dict[str, Any],
+) -> None:
+    alertmanager.push(checkout_alerts(namespace))
+    obj = the_incident(
+        cluster, namespace, "an incident with 3 firing alerts", lambda o: alerts_of(o).get("firing") == 3
+    )
+
+    name = obj["metadata"]["name"]
+    assert name.startswith("checkouterrors-") and len(name) <= 63
+    spec = obj["spec"]
+    assert spec["title"] == "Checkout error rate above 1%"
+    assert spec["description"] == "5xx on /pay"
+    assert spec["source"]["kind"] == "alertmanager"
+    assert spec["source"]["receiver"] == "incidentops"
+    assert 'alertname="CheckoutErrors"' in spec["source"]["groupKey"]
+    assert f'namespace="{namespace}"' in spec["source"]["groupKey"]
+    assert spec["source"]["labels"]["severity"] == "warning"
+    assert sorted(t["name"] for t in spec["targets"]) == ["checkout-0", "checkout-1", "checkout-2"]
+    assert "severity" not in spec, "severity is the policy's classification, in status"
+    alerts = alerts_of(obj)
+    assert alerts["resolved"] == 0 and alerts["truncated"] == 0 and len(alerts["sample"]) == 3
+    # The operator classifies it with the policy of the namespace (severity warning -> P3).
+    obj = the_incident(cluster, namespace, "classification", lambda o: (o.get("status") or {}).get("severity"))
+    assert obj["status"]["severity"] == "P3"
+    assert obj["status"]["escalationPolicy"] == f"{namespace}/alerts"
+
+    # Ending the alerts resolves the incident: status.alerts first, then the Resolved condition.
+    alertmanager.push(checkout_alerts(namespace, ended=True))
+    obj = the_incident(
+        cluster,
+        namespace,
+        "every alert resolved",
+        lambda o: alerts_of(o).get("firing") == 0 and alerts_of(o).get("resolved") == 3,
+    )
+    obj = the_incident(
+        cluster,
+        namespace,
+        "Resolved by the alerts",
+        lambda o: (c := condition(o, "Resolved")) is not None and c["status"] == "True",
+    )
+    resolved = condition(obj, "Resolved")
+    assert resolved is not None and resolved["reason"] == "AlertsResolved"
+    assert obj["status"]["phase"] == "Resolved"
+    assert "resolution" not in obj["spec"], "an alert resolution is recorded in status only"
+
+    # The group fires again within the reopen window: the same incident, a new episode.
+    alertmanager.push(checkout_alerts(namespace, count=2))
+    obj = the_incident(
+        cluster,
+        namespace,
+        "a new episode",
+        lambda o: alerts_of(o).get("firing") == 2 and (o.get("status") or {}).get("episode") == 2,
+    )
+    assert obj["metadata"]["name"] == name
+    assert obj["status"]["reopenCount"] == 1
+    assert obj["status"]["phase"] == "Triggered"
+
+
+def test_a_closed_incident_is_followed_by_a_new_one(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    alertmanager: am.Alertmanager,
+    namespace: str,
+    policy: dict[str, Any],
+) -> None:
+    policy["spec"]["alerts"]["reopenWindow"] = "1s"
+    cluster.apply(policy)
+    alertmanager.push(checkout_alerts(namespace))
+    first = the_incident(cluster, namespace, "the first incident", lambda o: alerts_of(o).get("firing") == 3)
+    alertmanager.push(checkout_alerts(namespace, ended=True))
+    first = the_incident(
+        cluster, namespace, "Closed after the reopen window", lambda o: (o.get("status") or {}).get("phase") == "Closed"
+    )
+    assert alerts_of(first)["firing"] == 0
+
+    alertmanager.push(checkout_alerts(namespace))
+
+    def two() -> list[dict[str, Any]] | None:
+        found = incidents(cluster, namespace)
+        return found if len(found) == 2 and alerts_of(found[1]).get("firing") == 3 else None
+
+    old, new = eventually("a second incident for the group", two, timeout=60)
+    assert old["metadata"]["name"] == first["metadata"]["name"]
+    assert new["metadata"]["name"] == f"{first['metadata']['name']}-2"
+    assert (
+        new["metadata"]["labels"][alertgroups.ALERT_GROUP_LABEL]
+        == first["metadata"]["labels"][alertgroups.ALERT_GROUP_LABEL]
+    )
+    assert new["spec"]["source"] == first["spec"]["source"]
+    assert old["status"]["phase"] == "Closed", "the closed incident is left alone"
+    assert alerts_of(old)["firing"] == 0
+
+
+def test_two_receivers_and_concurrent_posts_make_one_incident(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    operator_kubeconfig: Path,
+    operator_namespace: str,
+    tokens: tuple[Path, Path],
+    namespace: str,
+    policy: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    second = _receiving_operator(operator_kubeconfig, operator_namespace, tmp_path / "second.log", tokens)
+    with _running(second):
+        # 1. Straight at both receivers: 40 concurrent POSTs of one new group, growing snapshots.
+        urls = [receiver.alerts_url, second.alerts_url]
+        group = {"alertname": "Storm", "namespace": namespace}
+        bodies = [
+            payload([alert(namespace=namespace, pod=f"p{j}") for j in range(1 + i % 5)], group_labels=group)
+            for i in range(40)
+        ]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(lambda ib: post(urls[ib[0] % 2], ib[1]), enumerate(bodies)))
+        assert [status for status, _ in answers] == [200] * 40, answers
+        assert len({a["incident"]["name"] for _, a in answers}) == 1
+        # (POSTs coalesced into the creating write share its answer, so more than one may say created.)
+        assert any(a["created"] for _, a in answers)
+        found = incidents(cluster, namespace)
+        assert len(found) == 1
+        assert found[0]["metadata"]["name"] == answers[0][1]["incident"]["name"]
+
+        # 2. Alertmanager delivering each notification to both replicas at once.
+        config = am.alertmanager_config(urls, tokens[0])
+        with am.run_alertmanager(tmp_path / "alertmanager", config) as manager:
+            manager.push(checkout_alerts(namespace))
+
+            def checkout() -> list[dict[str, Any]] | None:
+                mine = [
+                    i
+                    for i in incidents(cluster, namespace)
+                    if i["spec"]["source"]["labels"]["alertname"] == "CheckoutErrors"
+                ]
+                assert len(mine) <= 1, [i["metadata"]["name"] for i in mine]
+                return mine if mine and alerts_of(mine[0]).get("firing") == 3 else None
+
+            eventually("one incident from two receivers", checkout, timeout=60)
+            assert "Notify for alerts failed" not in manager.output()
+        assert len(incidents(cluster, namespace)) == 2
+
+
+def test_every_bad_input_gets_its_4xx_and_nothing_is_written(
+    cluster: controlplane.ControlPlane, receiver: OperatorProcess, namespace: str
+) -> None:
+    url = receiver.alerts_url
+    base = receiver.alerts_url.removesuffix("/api/v1/alerts")
+    group = {"alertname": "Bad", "namespace": namespace}
+    good = payload([alert(namespace=namespace)], group_labels=group)
+
+    def variant(**changes: Any) -> dict[str, Any]:
+        return {**json.loads(json.dumps(good)), **changes}
+
+    no_fingerprint = variant()
+    del no_fingerprint["alerts"][0]["fingerprint"]
+    many_labels = variant()
+    many_labels["alerts"][0]["labels"] |= {f"l{i}": "v" for i in range(200)}
+    cases: list[tuple[str, int, tuple[int, Any]]] = [
+        ("malformed JSON", 400, post(url, b'{"version": "4", "alerts": [')),
+        ("not an object", 422, post(url, b"[1, 2, 3]")),
+        ("wrong version", 422, post(url, variant(version="3"))),
+        ("missing groupKey", 422, post(url, {k: v for k, v in good.items() if k != "groupKey"})),
+        ("missing fingerprint", 422, post(url, no_fingerprint)),
+        ("wrong type", 422, post(url, variant(truncatedAlerts="none"))),
+        ("wrong status", 422, post(url, variant(status="pending"))),
+        ("absurd label set", 422, post(url, many_labels)),
+        ("oversized body", 413, post(url, b"{" + b" " * (MAX_BODY + 10) + b"}")),
+        ("wrong content type", 415, post(url, good, content_type="text/plain")),
+        ("missing token", 401, post(url, good, token=None)),
+        ("wrong token", 401, post(url, good, token="guess")),
+        ("unknown path", 404, post(f"{base}/api/v2/alerts", good)),
+        ("wrong method", 405, am.http_json("GET", url)),
+        ("wrong method on health", 405, am.http_json("DELETE", f"{base}/healthz")),
+    ]
+    for what, expected, (status, body) in cases:
+        assert status == expected, (what, status, body)
+        assert isinstance(body, dict) and body.get("error"), (what, body)
+    fields = {what: body.get("errors", [{}])[0].get("field") for what, _, (_, body) in cases}
+    assert fields["wrong version"] == "version"
+    assert fields["missing groupKey"] == "groupKey"
+    assert fields["missing fingerprint"] == "alerts[0].fingerprint"
+    assert fields["wrong type"] == "truncatedAlerts"
+    assert fields["absurd label set"] == "alerts[0].labels"
+
+    assert incidents(cluster, namespace) == [], "nothing is written for bad input"
+    assert am.http_json("GET", f"{base}/healthz")[0] == 200, "the receiver stays up"
+    assert am.http_json("GET", f"{base}/readyz")[0] == 200
+    status, body = post(url, good)
+    assert status == 200 and body["created"], body
+
+
+def test_token_rotation_drops_nothing(
+    cluster: controlplane.ControlPlane, receiver: OperatorProcess, tokens: tuple[Path, Path], namespace: str
+) -> None:
+    current, previous = tokens
+    group = {"alertname": "Rotation", "namespace": namespace}
+    body = payload([alert(namespace=namespace)], group_labels=group)
+    try:
+        _write(previous, TOKEN)
+        _write(current, "e2e-token-next")
+        assert post(receiver.alerts_url, body, token="e2e-token-next")[0] == 200, "the new token, without a restart"
+        assert post(receiver.alerts_url, body, token=TOKEN)[0] == 200, "senders not yet rotated still get in"
+        assert post(receiver.alerts_url, body, token=PREVIOUS)[0] == 401, "the token before is gone"
+    finally:
+        _write(current, TOKEN)
+        _write(previous, PREVIOUS)
+    assert post(receiver.alerts_url, body, token=TOKEN)[0] == 200
+    assert len(incidents(cluster, namespace)) == 1
+
+
+def test_prometheus_rule_to_alertmanager_to_incident(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    alertmanager: am.Alertmanager,
+    namespace: str,
+    policy: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    rules = am.example_rule_file("availability.yaml", tmp_path, **{"for": "0s"})
+    with am.Exporter() as exporter:
+        # Every probe of checkout fails: availability 0% < 99%.
+        exporter.text = f'probe_success{{namespace="{namespace}",service="checkout"}} 0\n'
+        with am.run_prometheus(
+            tmp_path / "prometheus",
+            scrape=[f"127.0.0.1:{exporter.port}"],
+            rule_files=[rules],
+            alertmanager=alertmanager.url,
+        ):
+            obj = the_incident(
+                cluster, namespace, "an incident from the Prometheus rule", lambda o: alerts_of(o).get("firing") == 1
+            )
+            assert obj["spec"]["source"]["labels"]["alertname"] == "AvailabilityBelow99Percent"
+            assert obj["spec"]["source"]["labels"]["severity"] == "critical"
+            assert obj["spec"]["title"] == f"checkout in {namespace}: availability below 99%"
+            obj = the_incident(cluster, namespace, "classification", lambda o: (o.get("status") or {}).get("severity"))
+            assert obj["status"]["severity"] == "P1", "the rule's severity, classified by the policy"
