@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -169,8 +170,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 name: getattr(settings, name) if getattr(args, name, None) else free_port()
                 for name in ("metrics_port", "receiver_port")
             }
+            token_file = settings.token_file
+            if token_file is None:
+                # A fresh bearer token for the receiver, for this run only.
+                token_file = Path(cluster.workdir) / "alerts-token"
+                token_file.write_text(secrets.token_urlsafe(32))
+                token_file.chmod(0o600)
             settings = settings.model_copy(
-                update={"kubeconfig": operator_kubeconfig, "bind_address": "127.0.0.1", **ports}
+                update={
+                    "kubeconfig": operator_kubeconfig,
+                    "bind_address": "127.0.0.1",
+                    "token_file": token_file,
+                    **ports,
+                }
             )
     except KeyboardInterrupt:
         if cluster:
@@ -187,8 +199,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         state = {
             "kubeconfig": str(cluster.kubeconfig),
             "namespace": settings.namespace,
-            "alertsURL": None,
-            "alertsToken": None,
+            "alertsURL": f"http://127.0.0.1:{settings.receiver_port}/api/v1/alerts",
+            "alertsToken": settings.token_file.read_text().strip() if settings.token_file else None,
             "metricsURL": f"http://127.0.0.1:{settings.metrics_port}/metrics",
         }
         if state_file:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -65,6 +66,37 @@ def test_dev_runs_the_operator_and_stops_everything(tmp_path: Path) -> None:
         policies = subprocess.run([*kubectl, "get", "escpol", "-A"], capture_output=True, text=True, check=True)
         assert "default" in policies.stdout
         assert _pids_using(workdir), "the control plane runs from the work directory"
+
+        alert = {
+            "version": "4",
+            "groupKey": '{}:{alertname="DevCheck"}',
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "incidentops",
+            "groupLabels": {"alertname": "DevCheck"},
+            "commonLabels": {"alertname": "DevCheck", "severity": "warning"},
+            "commonAnnotations": {"summary": "the dev state file works"},
+            "externalURL": "http://alertmanager.invalid",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "DevCheck", "severity": "warning"},
+                    "annotations": {"summary": "the dev state file works"},
+                    "startsAt": "2026-01-01T00:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus.invalid/graph",
+                    "fingerprint": "0123456789abcdef",
+                }
+            ],
+        }
+        request = urllib.request.Request(
+            info["alertsURL"],
+            data=json.dumps(alert).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {info['alertsToken']}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status in (200, 201)
+        assert urllib.request.urlopen(info["metricsURL"], timeout=10).status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0].decode(errors="replace")

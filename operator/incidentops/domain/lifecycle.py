@@ -125,6 +125,9 @@ def _alerts_resolution(status: IncidentStatus, episode_started_at: datetime.date
     alerts = status.alerts
     if alerts is None or alerts.firing > 0 or alerts.resolved == 0 or alerts.last_received_at is None:
         return None
+    if alerts.truncated > 0:
+        # Alertmanager left alerts out (max_alerts): those not listed may still fire.
+        return None
     if utc(alerts.last_received_at) < utc(episode_started_at):
         return None  # a snapshot from before a reopen says nothing about this episode
     return Mark(by=timeline.ACTOR_ALERTMANAGER, at=utc(alerts.last_received_at))
@@ -304,6 +307,9 @@ def lifecycle_conditions(facts: EpisodeFacts, status: IncidentStatus) -> list[Co
         out.append(
             ConditionValue(cond.ALERTS_RESOLVED, false, reasons.ALERTS_FIRING, f"{alerts.firing} alert(s) firing")
         )
+    elif alerts.truncated > 0:
+        message = f"{alerts.truncated} alert(s) left out of the last notification (max_alerts) may still fire"
+        out.append(ConditionValue(cond.ALERTS_RESOLVED, unknown, reasons.ALERTS_FIRING, message))
     else:
         out.append(
             ConditionValue(

@@ -174,6 +174,16 @@ def test_alerts_resolving_resolve_the_incident() -> None:
     ]
 
 
+def test_truncated_alerts_do_not_resolve_the_incident() -> None:
+    sim = alert_sim()
+    sim.step(at(0))
+    alert_snapshot(sim, AlertsStatus(firing=0, resolved=5, truncated=3, last_received_at=at(20)))
+    sim.step(at(20))
+    assert condition(sim.status, cond.ALERTS_RESOLVED) == ("Unknown", reasons.ALERTS_FIRING)
+    assert sim.status.phase is Phase.TRIGGERED
+    assert not sim.events("resolved")
+
+
 def test_auto_resolve_off_leaves_the_incident_open() -> None:
     sim = alert_sim(alerts={"autoResolve": False})
     sim.step(at(0))
