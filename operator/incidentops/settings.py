@@ -88,6 +88,15 @@ class Settings(BaseSettings):
         default=10, gt=0, description="A leader that cannot renew within this stops leading (and exits)."
     )
     lease_retry_period_seconds: float = Field(default=2, gt=0, description="How often the Lease is renewed or tried.")
+    cache_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How long policies and channel Secrets read from the API server are reused; a policy's "
+        "change drops its namespace's entry at once, a Secret's change is seen within this time.",
+    )
+    scheduler_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Incidents the scheduler processes at the same time."
+    )
     kubeconfig: Path | None = Field(default=None, description="Kubeconfig to use; in-cluster config when unset.")
 
     @field_validator("watch_namespaces", mode="before")

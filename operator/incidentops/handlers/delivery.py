@@ -14,14 +14,17 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 from dataclasses import dataclass
 
 import aiohttp
+from kubernetes_asyncio import client
 
 from incidentops import kube, notify
 from incidentops.api import CHANNEL_SECRET_LABEL, EscalationPolicy, Incident
 from incidentops.api.policy import Channel as ChannelSpec
 from incidentops.domain.plan import Due
+from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.deps import Dependencies
 
 
@@ -43,11 +46,16 @@ class Deliverer:
         self.deps = deps
         self.session = session
         self.retry = retry
+        # A burst of pages through one channel reads its Secret once; a rotated
+        # Secret is used within `cache_seconds`.
+        self.secrets: TTLCache[client.V1Secret | None] = TTLCache(deps.settings.cache_seconds)
 
     async def secrets_for(self, namespace: str, channel: ChannelSpec) -> dict[str, str]:
         values: dict[str, str] = {}
         for ref in channel.secret_key_refs():
-            secret = await kube.read_secret(self.deps.api, namespace, ref.name)
+            secret = await self.secrets.get(
+                (namespace, ref.name), functools.partial(kube.read_secret, self.deps.api, namespace, ref.name)
+            )
             if secret is None:
                 raise SecretProblem(f"Secret {ref.name!r} of channel {channel.name!r} not found")
             label, expected = CHANNEL_SECRET_LABEL

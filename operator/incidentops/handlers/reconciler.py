@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from incidentops import kube, metrics
 from incidentops.api import EscalationPolicy, Incident, conditions, reasons
 from incidentops.domain import plan as planning
 from incidentops.domain import selection as selecting
+from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
 from incidentops.handlers.scheduler import Key
@@ -35,18 +37,16 @@ logger = logging.getLogger("incidentops.reconciler")
 _MIN_REWAKE = datetime.timedelta(seconds=1)
 
 
-async def load_policies(deps: Dependencies, namespace: str) -> list[EscalationPolicy]:
-    """The policies that may apply to an incident of ``namespace``: its own and the operator's."""
-    namespaces = dict.fromkeys([namespace, deps.settings.namespace])
+async def load_policies(deps: Dependencies, ns: str) -> list[EscalationPolicy]:
+    """The usable policies of one namespace (an incident's own, or the operator's)."""
     policies: list[EscalationPolicy] = []
-    for ns in namespaces:
-        for body in await kube.list_objects(deps.api, kube.POLICIES, ns):
-            try:
-                policies.append(EscalationPolicy.model_validate(body))
-            except ValidationError as exc:
-                # The API server accepted it, so it is ours to explain, not to crash on;
-                # the policy's own handler reports it in its Ready condition.
-                logger.warning("policy %s/%s is not usable: %s", ns, body["metadata"]["name"], exc.errors()[0]["msg"])
+    for body in await kube.list_objects(deps.api, kube.POLICIES, ns):
+        try:
+            policies.append(EscalationPolicy.model_validate(body))
+        except ValidationError as exc:
+            # The API server accepted it, so it is ours to explain, not to crash on;
+            # the policy's own handler reports it in its Ready condition.
+            logger.warning("policy %s/%s is not usable: %s", ns, body["metadata"]["name"], exc.errors()[0]["msg"])
     return policies
 
 
@@ -80,6 +80,8 @@ class Reconciler:
     def __init__(self, deps: Dependencies, deliverer: Deliverer) -> None:
         self.deps = deps
         self.deliverer = deliverer
+        # Policies by namespace, dropped by every policy watch event (see registry.py).
+        self.policies: TTLCache[list[EscalationPolicy]] = TTLCache(deps.settings.cache_seconds)
         self.open = OpenIncidents()
         # The resourceVersion of our own last status write per incident: its watch
         # event needs no second look (a cache of our own writes, not state).
@@ -110,7 +112,9 @@ class Reconciler:
             await kube.post_event(self.deps.api, body, "Warning", reasons.SPEC_INVALID, message)
             return None
 
-        policies = await load_policies(self.deps, namespace)
+        policies: list[EscalationPolicy] = []
+        for ns in dict.fromkeys([namespace, self.deps.settings.namespace]):
+            policies += await self.policies.get((ns,), functools.partial(load_policies, self.deps, ns))
         selection = selecting.select_policy(incident, policies, self.deps.settings.namespace)
         now = self.deps.clock()
         first = planning.plan(incident, selection, now)

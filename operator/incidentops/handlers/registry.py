@@ -58,6 +58,9 @@ def build(deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler) -> k
     async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         uid = body.metadata.uid or ""
         generation = body.metadata.get("generation")
+        namespace = body.metadata.namespace or ""
+        # Any change of a policy is seen by the next look at any incident.
+        reconciler.policies.invalidate((namespace,))
         if event["type"] == "DELETED":
             generations.pop(uid, None)
         else:
@@ -66,7 +69,6 @@ def build(deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler) -> k
             if event["type"] is None or seen == generation:
                 # The initial listing (every incident is looked at anyway), or only its status changed.
                 return
-        namespace = body.metadata.namespace or ""
         scope = None if namespace == deps.settings.namespace else namespace
         for incident in await kube.list_objects(deps.api, kube.INCIDENTS, scope):
             if (incident.get("status") or {}).get("phase") != "Closed":

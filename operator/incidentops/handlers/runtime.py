@@ -104,7 +104,7 @@ async def run(
         timeout=settings.delivery_timeout_seconds,
     )
     reconciler = Reconciler(deps, Deliverer(deps, session, retry))
-    scheduler = Scheduler(reconciler.process, deps.clock)
+    scheduler = Scheduler(reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency)
     registry = registry_module.build(deps, scheduler, reconciler)
     stop_all = asyncio.Event()
     announced = asyncio.Event()
