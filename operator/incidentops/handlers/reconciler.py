@@ -121,12 +121,13 @@ class Reconciler:
 
         # 1. The new status first, so people see the transition at once, however
         #    slow a channel is about to be.
-        after = await self._write(key, body, incident, selection, now, deliveries=())
+        after, latest = await self._write(key, body, incident, selection, now, deliveries=())
         # 2. Then the notifications, all channels at once (one slow channel delays none).
         deliveries = await self._deliver(incident, selection, first.due, now)
         # 3. Then their record: at least once, under a stable key.
         if deliveries:
-            after = await self._write(key, None, after, selection, now, deliveries=deliveries)
+            # From the copy we hold: a write by someone else meanwhile costs a conflict and a re-read.
+            after, _ = await self._write(key, latest, after, selection, now, deliveries=deliveries)
 
         self.open.set(key, after.status.severity, after.status.phase)
         if after.status.phase == "Closed":
@@ -147,8 +148,8 @@ class Reconciler:
         now: datetime.datetime,
         *,
         deliveries: Sequence[tuple[planning.Due, str, int, str]],
-    ) -> Incident:
-        """Write the planned status (with ``deliveries`` recorded); the incident as it now is."""
+    ) -> tuple[Incident, dict[str, Any] | None]:
+        """Write the planned status (with ``deliveries`` recorded); the incident and its body as they now are."""
         namespace, name = key
         written_plan: list[planning.Plan] = []
 
@@ -164,13 +165,13 @@ class Reconciler:
 
         written = await kube.write_status(self.deps.api, kube.INCIDENTS, namespace, name, mutate, body=body)
         if written is None:
-            return current
+            return current, body
         self.written[key] = written["metadata"]["resourceVersion"]
         after = Incident.model_validate(written)
         self._observe(current, after)
         for transition in written_plan[0].transitions if written_plan else ():
             await kube.post_event(self.deps.api, written, transition.type, transition.reason, transition.message)
-        return after
+        return after, written
 
     async def _deliver(
         self,
