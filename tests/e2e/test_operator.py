@@ -158,3 +158,32 @@ def test_policy_ready_follows_its_channel_secret(
     events = cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
     assert "SecretNotFound" in events and "XXXXSECRET" not in events
     assert "XXXXSECRET" not in operator.output()
+
+
+def test_an_incident_without_policy_gets_one_as_soon_as_a_policy_appears(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_incident("orphan", severity="P2"))
+
+    def ready() -> tuple[str, str] | None:
+        cond = _condition(get_json(cluster, "incident", "orphan", "-n", namespace), "Ready")
+        return (cond["status"], cond["reason"]) if cond and cond["reason"] != "Initializing" else None
+
+    assert eventually("NoEscalationPolicy", ready) == ("False", "NoEscalationPolicy")
+    cluster.apply(
+        {
+            "apiVersion": "incidentops.dev/v1alpha1",
+            "kind": "EscalationPolicy",
+            "metadata": {"name": "late", "namespace": namespace},
+            "spec": {
+                "levels": [{"name": "on-call", "after": "1h", "notify": ["hook"]}],
+                "channels": [{"name": "hook", "webhook": {"url": "http://127.0.0.1:9/hook"}}],
+            },
+        }
+    )
+    assert eventually("re-evaluated with the new policy", lambda: (r := ready()) and r[0] == "True" and r) == (
+        "True",
+        "PolicySelected",
+    )
+    status = get_json(cluster, "incident", "orphan", "-n", namespace)["status"]
+    assert status["escalationPolicy"] == f"{namespace}/late"
