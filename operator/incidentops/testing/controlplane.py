@@ -55,7 +55,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # If the test runner or `incidentops dev` is killed outright (SIGKILL), the
     # kernel sends SIGTERM to the component, so nothing is left behind.
     with contextlib.suppress(OSError, AttributeError):
@@ -434,7 +434,7 @@ class ControlPlane(_Cluster):
                 cwd=self.workdir,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not the components
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             if out:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from incidentops.testing.controlplane import die_with_parent
+
 READY_LINE = "incidentops is ready"
 
 
@@ -64,7 +66,14 @@ class OperatorProcess:
         cmd += ["--receiver-port", str(self.receiver_port), *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "INCIDENTOPS_BIND_ADDRESS": "127.0.0.1", **self.env}
         with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.popen = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # a killed test runner leaves no operator behind
+            )
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.output():
             if self.popen.poll() is not None:
