@@ -60,6 +60,7 @@ test: install lint
 
 crds: venv
 	$(BIN)/incidentops crds --output crds/
+	$(BIN)/incidentops crds --docs docs/api.md
 
 bench: install
 	$(BIN)/python -m tests.bench

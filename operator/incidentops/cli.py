@@ -118,8 +118,12 @@ async def _after(event: asyncio.Event, callback: Any) -> None:
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
-    from incidentops.api import crdgen
+    from incidentops.api import crdgen, reference
 
+    if args.docs:
+        Path(args.docs).write_text(reference.render(), encoding="utf-8")
+        print(args.docs)
+        return 0
     if args.output:
         for path in crdgen.write(Path(args.output)):
             print(path)
@@ -296,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="print the CRDs generated from the API models, or write them")
     crds.add_argument("--output", "-o", help="directory to write one YAML file per CRD into")
+    crds.add_argument("--docs", help="write the API reference (Markdown) to this file instead")
     crds.set_defaults(func=cmd_crds)
     return root
 
