@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Backoff before the first retry of a notification; doubles each time."
     )
     delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Time limit of one delivery attempt.")
+    delivery_budget_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest total backoff for one notification. A look at an incident waits for its "
+        "deliveries, so a channel that is down must not hold the scheduler for long: the attempt is then "
+        "recorded Failed and escalation goes on.",
+    )
     leader_election: bool = Field(
         default=True,
         description="Elect one leader per operator namespace with a coordination.k8s.io Lease; only the "

@@ -102,6 +102,7 @@ async def run(
         attempts=settings.delivery_attempts,
         initial_delay=settings.delivery_initial_delay_seconds,
         timeout=settings.delivery_timeout_seconds,
+        budget=settings.delivery_budget_seconds,
     )
     reconciler = Reconciler(deps, Deliverer(deps, session, retry))
     scheduler = Scheduler(reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency)
