@@ -35,6 +35,8 @@ logger = logging.getLogger("incidentops.reconciler")
 # A plan that asks to be woken in the past after its work is recorded would
 # spin; the domain promises it never does, and this is the guard if it did.
 _MIN_REWAKE = datetime.timedelta(seconds=1)
+# Deliveries that finish within this are written together with the status they follow.
+_QUICK_DELIVERY = 1.0
 
 
 async def load_policies(deps: Dependencies, ns: str) -> list[EscalationPolicy]:
@@ -119,15 +121,27 @@ class Reconciler:
         now = self.deps.clock()
         first = planning.plan(incident, selection, now)
 
-        # 1. The new status first, so people see the transition at once, however
-        #    slow a channel is about to be.
-        after, latest = await self._write(key, body, incident, selection, now, deliveries=())
-        # 2. Then the notifications, all channels at once (one slow channel delays none).
-        deliveries = await self._deliver(incident, selection, first.due, now)
-        # 3. Then their record: at least once, under a stable key.
-        if deliveries:
-            # From the copy we hold: a write by someone else meanwhile costs a conflict and a re-read.
-            after, _ = await self._write(key, latest, after, selection, now, deliveries=deliveries)
+        if not first.due:
+            after, _ = await self._write(key, body, incident, selection, now, deliveries=())
+        else:
+            # All channels at once (one slow channel delays none). When they answer
+            # quickly, the new status and the delivery records are one write. Otherwise
+            # the status goes first, so people see the transition at once however slow a
+            # channel is, and the records follow. Either way a delivery is recorded only
+            # after it happened: at least once, under a stable key.
+            sending = asyncio.ensure_future(self._deliver(incident, selection, first.due, now))
+            try:
+                done, _ = await asyncio.wait([sending], timeout=_QUICK_DELIVERY)
+                if sending in done:
+                    after, _ = await self._write(key, body, incident, selection, now, deliveries=sending.result())
+                else:
+                    after, latest = await self._write(key, body, incident, selection, now, deliveries=())
+                    deliveries = await sending
+                    # From the copy we hold: a write by someone else meanwhile costs a conflict and a re-read.
+                    after, _ = await self._write(key, latest, after, selection, now, deliveries=deliveries)
+            finally:
+                if not sending.done():
+                    sending.cancel()
 
         self.open.set(key, after.status.severity, after.status.phase)
         if after.status.phase == "Closed":
