@@ -168,8 +168,8 @@ def _find_project_file(relative: str) -> Path | None:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from incidentops.testing import controlplane
+    from incidentops.testing.controlplane import free_port
     from incidentops.testing.install import OPERATOR_SERVICE_ACCOUNT, install_crds, install_operator_rbac
-    from incidentops.testing.operator import free_port
 
     _configure_logging(args.verbose, args.log_format)
     log = logging.getLogger("incidentops.dev")

@@ -21,6 +21,7 @@ import pytest
 from incidentops.testing import controlplane
 from incidentops.testing.install import install_crds, install_operator_rbac
 from incidentops.testing.operator import OperatorProcess
+from tests.e2e.receivers import Receivers
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short periods so tests see rechecks and failovers in seconds, not minutes.
@@ -44,6 +45,15 @@ def eventually(what: str, check: Callable[[], Any], timeout: float = 30, interva
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[Receivers]:
+    """Local Slack, PagerDuty, webhook and SMTP peers that keep a ledger of what they got."""
+    peers = Receivers()
+    peers.start()
+    yield peers
+    peers.stop()
 
 
 @pytest.fixture(scope="session")

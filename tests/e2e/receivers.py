@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from incidentops.testing.operator import free_port
+from incidentops.testing.controlplane import free_port
 from tests.unit.notify.apischemas import check_pagerduty_event, check_slack_message, check_webhook_payload
 
 

@@ -14,11 +14,8 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
@@ -29,14 +26,6 @@ ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, as PagerDuty'
 SLACK_TOKEN = "T0SECRET/B0SECRET/SLACKHOOKSECRETVALUE"
 HMAC_SECRET = "hmac-secret-value-never-logged"
 SECRETS = (ROUTING_KEY, SLACK_TOKEN, HMAC_SECRET)
-
-
-@pytest.fixture(scope="module")
-def receivers() -> Iterator[Receivers]:
-    peers = Receivers()
-    peers.start()
-    yield peers
-    peers.stop()
 
 
 def _b64(text: str) -> str:

@@ -81,7 +81,7 @@ class Deliverer:
         due: Due,
         now: datetime.datetime,
     ) -> DeliveryResult:
-        due_at = getattr(due, "at", None)
+        due_at = due.at
         spec = policy.spec.channel(due.channel) if policy is not None else None
         if policy is None or spec is None:
             return DeliveryResult(

@@ -83,7 +83,6 @@ async def run(
     *,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
-    extra_tasks: list[Task] | None = None,
     receiver: Receiver | None = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set or a part fails.
@@ -183,7 +182,6 @@ async def run(
         leader,
         Task("metrics", lambda stop: metrics.serve(settings.bind_address, settings.metrics_port, stop)),
         *([_receiver_task(receiver, settings, api)] if receiver is not None else []),
-        *(extra_tasks or []),
     ]
     tasks = {part.name: asyncio.create_task(_run_part(part, stop_all), name=part.name) for part in parts}
     waiter = asyncio.create_task(stop_flag.wait(), name="stop-flag")

@@ -49,7 +49,8 @@ class ControlPlaneError(RuntimeError):
     """The control plane did not come up; the message carries the process logs."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback (for the components, the operator and test peers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -268,7 +269,7 @@ class ControlPlane(_Cluster):
         )
         sa = pki.service_account_keys(pkidir)
 
-        etcd_port, etcd_peer, api_port = _free_port(), _free_port(), _free_port()
+        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{api_port}"
         data = self.workdir / "etcd-data"
         self._spawn(
@@ -318,7 +319,7 @@ class ControlPlane(_Cluster):
 
         cm = ca.issue("controller-manager", "system:kube-controller-manager")
         cm_kc = self._write_kubeconfig(self.workdir / "controller-manager.kubeconfig", ca.cert, "cm", cm)
-        cm_port = _free_port()
+        cm_port = free_port()
         self._spawn(
             "kube-controller-manager",
             [
@@ -343,7 +344,7 @@ class ControlPlane(_Cluster):
         )
         sched = ca.issue("scheduler", "system:kube-scheduler")
         sched_kc = self._write_kubeconfig(self.workdir / "scheduler.kubeconfig", ca.cert, "scheduler", sched)
-        sched_port = _free_port()
+        sched_port = free_port()
         self._spawn(
             "kube-scheduler",
             [
@@ -371,7 +372,7 @@ class ControlPlane(_Cluster):
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--cidr=10.244.0.0/16",
                 "--node-ip=10.0.0.2",
-                f"--server-address=127.0.0.1:{_free_port()}",
+                f"--server-address=127.0.0.1:{free_port()}",
                 "--node-lease-duration-seconds=40",
             ],
             env={"HOME": str(self.workdir)},

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from incidentops.intake import server
 from incidentops.intake.server import run_receiver
 from incidentops.settings import Settings
-from incidentops.testing.operator import free_port
+from incidentops.testing.controlplane import free_port
 
 
 def self_signed(directory: Path, common_name: str) -> tuple[Path, Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from incidentops.notify.base import IncidentRef, Notification
 from incidentops.notify.retry import RetryPolicy
+from incidentops.testing.controlplane import free_port
 
 T0 = datetime(2025, 1, 31, 14, 0, tzinfo=UTC)
 
@@ -205,13 +205,6 @@ async def http_peer() -> AsyncIterator[HttpPeer]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def closed_port_url(path: str = "/") -> str:
