@@ -77,8 +77,12 @@ def severity(body: Body) -> Any:
 
 
 def acked_by(body: Body) -> Any:
-    """Who acknowledged in the current episode (an acknowledgement of an earlier episode is history)."""
-    record = current_record(body, "acknowledgement")
+    """Who acknowledged (or contained, which counts) the current episode: the operator's ``acknowledgedBy``,
+    else, before the operator has taken it in, the spec's record if it counts for the episode."""
+    by = _get(body, "status", "acknowledgedBy")
+    if by:
+        return by
+    record = current_record(body, "acknowledgement") or current_record(body, "containment")
     return record.get("by") if record else None
 
 
@@ -206,6 +210,8 @@ def describe(body: Body, now: datetime.datetime, events: Sequence[Body] | None =
     source_text = _text(source.get("kind"))
     if source.get("receiver"):
         source_text += f" (receiver {source['receiver']})"
+    if source.get("previous"):
+        source_text += f"; the group's earlier incident: {source['previous']}"
     policy_ref = spec.get("escalationPolicyRef") or {}
     policy = status.get("escalationPolicy")
     if not policy and policy_ref:
@@ -236,6 +242,8 @@ def describe(body: Body, now: datetime.datetime, events: Sequence[Body] | None =
     ]
     if status.get("startedAt"):
         header.append(("Started", _when(status["startedAt"], now)))
+    if status.get("reopenUntil") and phase == "Resolved":
+        header.append(("Reopens until", _when(status["reopenUntil"], now)))
     if spec.get("description"):
         header.append(("Description", str(spec["description"]).rstrip()))
     lines = _fields(header)
@@ -278,7 +286,11 @@ def describe(body: Body, now: datetime.datetime, events: Sequence[Body] | None =
     lines.append("")
     lines += _section("Timeline", _timeline(status.get("timeline") or [], now))
     lines.append("")
-    lines += _section("Metrics", _metrics(status.get("metrics") or {}))
+    lines += _section(f"Metrics (episode {episode or 1})", _metrics(status.get("metrics") or {}))
+    episodes = [e for e in status.get("episodes") or [] if isinstance(e, dict)]
+    if episodes:
+        lines.append("")
+        lines += _section("Earlier episodes", _episodes(episodes))
     postmortem = status.get("postmortem") or {}
     if postmortem:
         lines.append("")
@@ -323,7 +335,7 @@ def _sla(body: Body, now: datetime.datetime) -> list[str]:
         "Resolved",
         "Closed",
     )
-    acknowledged = current_record(body, "acknowledgement") is not None or resolved
+    acknowledged = bool(acked_by(body)) or resolved
     pairs: list[tuple[str, str]] = []
     if sla.get("acknowledgeBy"):
         pairs.append(("Acknowledge by", deadline_state(sla["acknowledgeBy"], acknowledged, now)))
@@ -430,6 +442,25 @@ def _metrics(metrics: Body) -> list[str]:
         if isinstance(metrics.get(key), int | float)
     ]
     return _fields(pairs) if pairs else []
+
+
+def _seconds(value: Any) -> str:
+    return human_duration(datetime.timedelta(seconds=value)) if isinstance(value, int | float) else NONE
+
+
+def _episodes(episodes: Sequence[Body]) -> list[str]:
+    rows = [
+        [
+            _text(e.get("episode")),
+            _text(e.get("startedAt")),
+            _text(e.get("resolvedAt")),
+            _seconds(e.get("timeToAcknowledgeSeconds")),
+            _seconds(e.get("timeToResolveSeconds")),
+            ", ".join(str(b) for b in e.get("breaches") or []) or NONE,
+        ]
+        for e in episodes
+    ]
+    return table(("EPISODE", "STARTED", "RESOLVED", "TO ACKNOWLEDGE", "TO RESOLVE", "BREACHED"), rows).splitlines()
 
 
 def _events(events: Sequence[Body], now: datetime.datetime) -> list[str]:

@@ -183,7 +183,7 @@ def test_describe_shows_everything() -> None:
         "(5 older not shown)",
         "Timeline:",
         "incident opened",
-        "Metrics:",
+        "Metrics (episode 1):",
         "Time to acknowledge:",
         "5m",
         "Events:",
@@ -201,6 +201,32 @@ def test_describe_of_a_fresh_incident() -> None:
     text = render.describe(fresh, NOW)
     assert "Phase:" in text and "Conditions:  <none>" in text and "SLA:  <none>" in text
     assert "Events:" not in text  # not read: not shown
+
+
+def test_describe_shows_the_groups_earlier_incident_the_reopen_window_and_earlier_episodes() -> None:
+    later = json.loads(json.dumps(FULL))
+    later["spec"]["source"] = {"kind": "alertmanager", "receiver": "ops", "previous": "checkout-down-1"}
+    later["status"].update(
+        phase="Resolved",
+        episode=2,
+        reopenUntil="2024-05-01T13:00:00Z",
+        episodes=[
+            {
+                "episode": 1,
+                "startedAt": "2024-05-01T10:00:00Z",
+                "resolvedAt": "2024-05-01T10:30:00Z",
+                "timeToAcknowledgeSeconds": 240,
+                "timeToResolveSeconds": 1800,
+                "breaches": ["Acknowledge"],
+            }
+        ],
+    )
+    text = render.describe(later, NOW)
+    assert "the group's earlier incident: checkout-down-1" in text
+    assert "Reopens until:" in text and "2024-05-01T13:00:00Z" in text
+    assert "Metrics (episode 2):" in text
+    (row,) = [line for line in text.splitlines() if line.strip().startswith("1 ") and "10:30" in line]
+    assert "4m" in row and "30m" in row and "Acknowledge" in row
 
 
 def test_describe_marks_records_of_earlier_episodes() -> None:
