@@ -109,6 +109,20 @@ def test_acknowledgement_needs_a_person(cluster: controlplane.ControlPlane, crds
     assert "spec.acknowledgement.by" in stderr
 
 
+@pytest.mark.parametrize("field", ["acknowledgement", "containment", "resolution"])
+def test_a_time_without_an_offset_is_refused(
+    cluster: controlplane.ControlPlane, crds: None, namespace: str, field: str
+) -> None:
+    """A naive time would be read as UTC by some and as local time by others: the API server refuses it."""
+    doc = yaml.safe_load(INCIDENT)
+    doc["spec"][field] = {"by": "alice", "at": "2026-01-01T10:00:00"}
+    code, stderr = _apply(cluster, namespace, doc)
+    assert code != 0
+    assert f"spec.{field}.at" in stderr, stderr
+    doc["spec"][field]["at"] = "2026-01-01T10:00:00+02:00"
+    assert _apply(cluster, namespace, doc)[0] == 0
+
+
 def test_source_is_immutable(cluster: controlplane.ControlPlane, crds: None, namespace: str) -> None:
     assert _apply(cluster, namespace, yaml.safe_load(INCIDENT))[0] == 0
     result = cluster.kubectl(

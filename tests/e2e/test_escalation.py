@@ -40,6 +40,7 @@ def install_policy(
     levels: list[dict[str, Any]],
     repeat: dict[str, Any] | None = None,
     name: str = "paging",
+    **extra_spec: Any,
 ) -> None:
     secret = {
         "apiVersion": "v1",
@@ -81,6 +82,7 @@ def install_policy(
     }
     if repeat:
         spec["repeat"] = repeat
+    spec.update(extra_spec)
     policy = {
         "apiVersion": "incidentops.dev/v1alpha1",
         "kind": "EscalationPolicy",
@@ -256,6 +258,8 @@ def test_repeat_round_repages_while_nobody_acknowledges(
         receivers,
         levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}],
         repeat={"times": 2, "every": "5s"},
+        # The last page (at 10s) gets the 3s anyone gets to acknowledge, and the round runs until 15s.
+        severities={"P2": {"acknowledgeWithin": "3s"}},
     )
     declare(cluster, namespace, "flapping", severity="P2")
     eventually(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime
 import json
 import os
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e import alertmanager as am
 from tests.e2e.conftest import eventually, get_json
+from tests.e2e.test_plugin import run_script
 from tests.unit.intake.payloads import alert, payload
 
 TOKEN = "e2e-token-current"
@@ -273,9 +275,95 @@ def test_a_closed_incident_is_followed_by_a_new_one(
         new["metadata"]["labels"][alertgroups.ALERT_GROUP_LABEL]
         == first["metadata"]["labels"][alertgroups.ALERT_GROUP_LABEL]
     )
-    assert new["spec"]["source"] == first["spec"]["source"]
+    identity = ("kind", "receiver", "groupKey", "labels")
+    assert {k: new["spec"]["source"][k] for k in identity} == {k: first["spec"]["source"][k] for k in identity}
+    assert new["spec"]["source"]["previous"] == first["metadata"]["name"]
     assert old["status"]["phase"] == "Closed", "the closed incident is left alone"
     assert alerts_of(old)["firing"] == 0
+
+
+def _group(namespace: str, status: str = "firing") -> dict[str, Any]:
+    """A P1 group (severity critical), as Alertmanager posts it (sent here directly, to choose the moment)."""
+    labels = {"alertname": "PaymentsDown", "namespace": namespace, "severity": "critical"}
+    return payload([alert(status, **labels)], group_labels={"alertname": "PaymentsDown", "namespace": namespace})
+
+
+def test_a_p1_that_fires_again_after_its_reopen_window_pages_as_a_new_incident(
+    cluster: controlplane.ControlPlane, receiver: OperatorProcess, namespace: str, policy: dict[str, Any]
+) -> None:
+    """A resolved P1 waits for its post-mortem (which keeps it from closing): its group firing again after
+    the reopen window must not be absorbed by it, unseen."""
+    policy["spec"]["alerts"]["reopenWindow"] = "3s"
+    cluster.apply(policy)
+    assert post(receiver.alerts_url, _group(namespace))[0] == 200
+    first = the_incident(cluster, namespace, "a P1", lambda o: (o.get("status") or {}).get("severity") == "P1")
+    assert post(receiver.alerts_url, _group(namespace, "resolved"))[0] == 200
+    first = the_incident(
+        cluster, namespace, "Resolved, with its window", lambda o: (o.get("status") or {}).get("reopenUntil")
+    )
+    assert first["status"]["phase"] == "Resolved"
+    until = datetime.datetime.fromisoformat(first["status"]["reopenUntil"].replace("Z", "+00:00"))
+
+    def window_over() -> bool:
+        # The cluster's clock: a throwaway object's creation time (whole seconds, so a second's margin).
+        now = cluster.kubectl(
+            "create", "configmap", f"clock-{os.urandom(3).hex()}", "-n", namespace,
+            "-o", "jsonpath={.metadata.creationTimestamp}",
+        ).stdout  # fmt: skip
+        return datetime.datetime.fromisoformat(now.replace("Z", "+00:00")) > until + datetime.timedelta(seconds=1)
+
+    eventually("the reopen window to pass", window_over, timeout=30)
+    status, answer = post(receiver.alerts_url, _group(namespace))
+    assert status == 200 and answer["created"], answer
+
+    def two() -> list[dict[str, Any]] | None:
+        found = incidents(cluster, namespace)
+        return found if len(found) == 2 and (found[1].get("status") or {}).get("severity") else None
+
+    old, new = eventually("a new incident for the group", two, timeout=60)
+    assert new["spec"]["source"]["previous"] == old["metadata"]["name"]
+    assert new["status"]["episode"] == 1 and new["status"]["phase"] == "Triggered"
+    old = get_json(cluster, "incident", old["metadata"]["name"], "-n", namespace)
+    assert old["status"]["phase"] == "Resolved", "the old one still waits for its post-mortem"
+    assert old["status"]["episode"] == 1, "and it was not reopened"
+    described = run_script(cluster, "describe", new["metadata"]["name"], "-n", namespace)
+    assert f"the group's earlier incident: {old['metadata']['name']}" in described.stdout
+
+
+def test_a_resend_after_a_manual_resolution_reopens_nothing(
+    cluster: controlplane.ControlPlane, receiver: OperatorProcess, namespace: str, policy: dict[str, Any]
+) -> None:
+    assert post(receiver.alerts_url, _group(namespace))[0] == 200
+    obj = the_incident(cluster, namespace, "a P1", lambda o: (o.get("status") or {}).get("episode") == 1)
+    name = obj["metadata"]["name"]
+    resolution = {"spec": {"resolution": {"by": "alice", "at": obj["metadata"]["creationTimestamp"]}}}
+    cluster.kubectl("patch", "incident", name, "-n", namespace, "--type=merge", "-p", json.dumps(resolution))
+    the_incident(cluster, namespace, "Resolved by alice", lambda o: (o.get("status") or {}).get("phase") == "Resolved")
+    # Alertmanager re-sends the group, which never stopped firing, at its repeat_interval.
+    status, answer = post(receiver.alerts_url, _group(namespace))
+    assert status == 200 and answer["written"], answer
+    received = alerts_of(obj).get("lastReceivedAt")
+    obj = the_incident(
+        cluster, namespace, "the re-send recorded", lambda o: alerts_of(o).get("lastReceivedAt") != received
+    )
+    fired = alerts_of(obj).get("lastFiredAt")
+    # Make sure the operator has looked at the incident since the re-send: a spec change after it (a new
+    # generation) that the operator acknowledges in status.observedGeneration.
+    update = {"spec": {"statusUpdate": {"by": "alice", "at": alerts_of(obj)["lastReceivedAt"], "message": "fixed"}}}
+    cluster.kubectl("patch", "incident", name, "-n", namespace, "--type=merge", "-p", json.dumps(update))
+    obj = the_incident(
+        cluster,
+        namespace,
+        "the operator's look after the re-send",
+        lambda o: (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"],
+    )
+    assert (obj["status"]["episode"], obj["status"]["phase"]) == (1, "Resolved")
+    assert alerts_of(obj).get("lastFiredAt") == fired
+    # A real transition reopens: the group resolves, then fires again.
+    assert post(receiver.alerts_url, _group(namespace, "resolved"))[0] == 200
+    assert post(receiver.alerts_url, _group(namespace))[0] == 200
+    obj = the_incident(cluster, namespace, "episode 2", lambda o: (o.get("status") or {}).get("episode") == 2)
+    assert obj["status"]["episodeStartedAt"] == alerts_of(obj)["lastFiredAt"]
 
 
 def test_two_receivers_and_concurrent_posts_make_one_incident(

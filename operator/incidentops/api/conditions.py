@@ -61,8 +61,9 @@ SLA_BREACHED = "SLABreached"
 every deadline is met (NotBreached)."""
 
 ESCALATION_EXHAUSTED = "EscalationExhausted"
-"""Incident: True when every level and round has been notified without acknowledgement; False while
-escalation goes on (EscalationInProgress) or was stopped by acknowledgement."""
+"""Incident: True when every level and round has been notified without acknowledgement and the last people
+paged had the time the policy gives (acknowledgeWithin after the last page, at least until the last round
+would repeat); False while escalation goes on (EscalationInProgress) or was stopped by acknowledgement."""
 
 INCIDENT_CONDITION_TYPES: tuple[str, ...] = (
     READY,

@@ -15,7 +15,7 @@ import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, model_validator
 
 from incidentops.api.common import (
     API_VERSION,
@@ -50,7 +50,10 @@ __all__ = [
     "ActionType",
     "AlertsStatus",
     "BreachKind",
+    "ClampedTime",
+    "ClampedTimeField",
     "Containment",
+    "EpisodeRecord",
     "EscalationStatus",
     "EvidenceRecord",
     "Impact",
@@ -296,6 +299,19 @@ class Source(ApiModel):
     """The alert group's common labels. Policy selectors and classification rules match on them together
     with the incident's own labels (alert label values need not be valid Kubernetes label values)."""
 
+    started_at: AwareDatetime | None = None
+    """When the problem started, as the receiver saw it: the earliest ``startsAt`` of the group's firing
+    alerts, never later than when the receiver got them (a sender's clock ahead of ours is clamped, and the
+    timeline says so); Alertmanager's zero time means unknown. ``status.startedAt`` is this (detection is
+    the time from it to the creation); the first episode and its deadlines start at the creation, so an alert
+    that fired long before it reached the receiver does not page every level at once. Default: the
+    incident's creation."""
+
+    previous: ObjectName | None = None
+    """The incident the same alert group made before, whose reopen window had passed when the group fired
+    again: the receiver opened this one instead of reopening that one (which still waits for its
+    post-mortem)."""
+
 
 class Target(ApiModel):
     """A workload concerned by the incident: a named object, or the Pods a selector picks.
@@ -338,9 +354,11 @@ class Acknowledgement(ApiModel):
     by: Identity
     """Who acknowledged; ``kubectl incident ack`` fills it from the caller's identity."""
 
-    at: datetime.datetime
-    """When. It counts for the current episode only if it is not before ``status.episodeStartedAt``: after a
-    reopen, acknowledge again with a new ``at``."""
+    at: AwareDatetime
+    """When, with a time zone offset (``Z`` or ``+02:00``; a time without one is refused). It counts for the
+    current episode only if it is not before ``status.episodeStartedAt``: after a reopen, acknowledge again
+    with a new ``at``. A time ahead of the operator's clock counts as the moment the operator received it
+    (``status.clampedTimes``)."""
 
     note: Text | None = None
     """A note for the timeline."""
@@ -350,10 +368,12 @@ class Containment(ApiModel):
     """The impact is contained (for example by rollback or maintenance mode), not yet resolved."""
 
     by: Identity
-    """Who declared containment."""
+    """Who declared containment. Containment counts as acknowledgement: it stops the ``until:
+    acknowledged`` levels, and is the time to acknowledge when nobody acknowledged."""
 
-    at: datetime.datetime
-    """When. It counts for the current episode only if it is not before ``status.episodeStartedAt``."""
+    at: AwareDatetime
+    """When, with a time zone offset. It counts for the current episode only if it is not before
+    ``status.episodeStartedAt``; a time ahead of the operator's clock counts as the moment of receipt."""
 
     note: Text | None = None
     """A note for the timeline."""
@@ -365,8 +385,9 @@ class Resolution(ApiModel):
     by: Identity
     """Who resolved it."""
 
-    at: datetime.datetime
-    """When. It counts for the current episode only if it is not before ``status.episodeStartedAt``."""
+    at: AwareDatetime
+    """When, with a time zone offset. It counts for the current episode only if it is not before
+    ``status.episodeStartedAt``; a time ahead of the operator's clock counts as the moment of receipt."""
 
     summary: Text | None = None
     """What happened and what fixed it."""
@@ -385,8 +406,9 @@ class StatusUpdate(ApiModel):
     by: Identity
     """Who wrote it."""
 
-    at: datetime.datetime
-    """When; a new value is a new update."""
+    at: AwareDatetime
+    """When, with a time zone offset; a new value is a new update. A time ahead of the operator's clock
+    counts as the moment of receipt."""
 
 
 class Roles(ApiModel):
@@ -470,7 +492,8 @@ class IncidentSpec(ApiModel):
     """Where the incident came from; immutable once set. Default: manual."""
 
     targets: list[Target] = Field(default_factory=list, max_length=16, json_schema_extra=list_type("atomic"))
-    """The workloads concerned; actions and evidence default to these."""
+    """The workloads concerned; actions and evidence will default to these (not yet acted on: actions and
+    evidence are not built yet; the receiver fills it from the alerts' workload labels)."""
 
     escalation_policy_ref: PolicyRef | None = None
     """Use this EscalationPolicy instead of selecting one."""
@@ -489,18 +512,21 @@ class IncidentSpec(ApiModel):
     """The latest update to stakeholders."""
 
     roles: Roles | None = None
-    """Who holds the incident command roles."""
+    """Who holds the incident command roles. The commander is named in notifications; reminders about an
+    unclaimed role are not built yet."""
 
     impact: Impact | None = None
-    """What the incident costs."""
+    """What the incident costs. ``dataExposed`` starts the regulatory clocks of a security incident;
+    ``estimatedCost`` is not yet acted on (impact escalation is not built yet)."""
 
     public: PublicInfo | None = None
-    """Shown on the public status page when set."""
+    """For the public status page (not yet acted on: the status page is not built yet)."""
 
     actions: list[IncidentAction] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_type("map", "name")
     )
-    """Requested actions. The policy's remediation adds more, in status only."""
+    """Requested actions. The policy's remediation adds more, in status only. Not yet acted on: actions are
+    validated at admission but not run yet."""
 
     drill: bool | None = None
     """A rehearsal: every action is a dry run and every message says DRILL. Default false."""
@@ -559,7 +585,8 @@ class SLAStatus(ApiModel):
     """The earliest deadline still open, for the printer column."""
 
     breaches: list[SLABreach] = Field(default_factory=list, max_length=32, json_schema_extra=list_type("atomic"))
-    """Deadlines missed in this episode."""
+    """Deadlines missed in this episode, each kind at most once (a later severity or policy change moves a
+    deadline, never adds a second breach of the same kind)."""
 
     notify_users_by: datetime.datetime | None = None
     """For a security incident with exposed data: notify the affected users before this (72h)."""
@@ -644,6 +671,11 @@ class AlertsStatus(ApiModel):
 
     last_received_at: datetime.datetime | None = None
     """When the latest POST arrived."""
+
+    last_fired_at: datetime.datetime | None = None
+    """When the receiver last saw the group fire again: a POST with firing alerts after one with none (unset
+    until then). Only this transition reopens a resolved incident (a re-send of a group that never stopped
+    firing does not), and the new episode starts here."""
 
     sample: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=20, json_schema_extra=list_type("atomic")
@@ -747,7 +779,8 @@ class TimelineEntry(ApiModel):
 
 
 class IncidentMetrics(ApiModel):
-    """Response times of the first episode."""
+    """Response times of the current episode, from its start (``status.episodeStartedAt``). Containment
+    counts as acknowledgement when nobody acknowledged."""
 
     time_to_acknowledge_seconds: int | None = Field(None, ge=0)
     """From start to acknowledgement."""
@@ -757,6 +790,54 @@ class IncidentMetrics(ApiModel):
 
     time_to_resolve_seconds: int | None = Field(None, ge=0)
     """From start to resolution."""
+
+
+class EpisodeRecord(ApiModel):
+    """A closed episode: when it ran and how fast people responded (``status.metrics`` is the current one)."""
+
+    episode: int = Field(ge=1)
+    """The episode's number."""
+
+    started_at: datetime.datetime
+    """When it started."""
+
+    resolved_at: datetime.datetime | None = None
+    """When it was resolved."""
+
+    time_to_acknowledge_seconds: int | None = Field(None, ge=0)
+    """From its start to its acknowledgement (or containment)."""
+
+    time_to_contain_seconds: int | None = Field(None, ge=0)
+    """From its start to its containment."""
+
+    time_to_resolve_seconds: int | None = Field(None, ge=0)
+    """From its start to its resolution."""
+
+    breaches: list[BreachKind] = Field(default_factory=list, max_length=8, json_schema_extra=list_type("set"))
+    """The deadlines it missed."""
+
+
+class ClampedTimeField(StrEnum):
+    """The spec fields whose ``at`` a person gives."""
+
+    ACKNOWLEDGEMENT = "acknowledgement"
+    CONTAINMENT = "containment"
+    RESOLUTION = "resolution"
+    STATUS_UPDATE = "statusUpdate"
+
+
+class ClampedTime(ApiModel):
+    """A time a person gave that was ahead of the operator's clock, and the moment the operator received it,
+    which counts instead (a laptop clock ahead must not stop the paging of a later episode)."""
+
+    field: ClampedTimeField
+    """Which spec field: acknowledgement, containment, resolution or statusUpdate."""
+
+    at: datetime.datetime
+    """The ``at`` the spec gives."""
+
+    received_at: datetime.datetime
+    """When the operator first saw it: the time that counts."""
 
 
 class PostmortemState(StrEnum):
@@ -824,7 +905,27 @@ class IncidentStatus(ApiModel):
     """The policy in effect, as ``namespace/name``."""
 
     started_at: datetime.datetime | None = None
-    """When the incident started (the first alert's start, or creation)."""
+    """When the problem started: ``spec.source.startedAt`` (the earliest firing alert's start, as the
+    receiver saw it), else the creation time; never later than the creation. The first episode starts at the
+    creation."""
+
+    acknowledged_by: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """Who acknowledged the current episode, or contained it (which counts as acknowledgement); unset while
+    nobody has. The ``Acked-By`` column."""
+
+    reopen_until: datetime.datetime | None = None
+    """While Resolved: the end of the reopen window (the resolution + the policy's ``alerts.reopenWindow``).
+    Until then the group firing again reopens this incident (a new episode); after it the receiver opens a
+    new incident that names this one in ``spec.source.previous``."""
+
+    clamped_times: list[ClampedTime] = Field(
+        default_factory=list, max_length=4, json_schema_extra=list_type("map", "field")
+    )
+    """People's times that were ahead of the operator's clock, one per spec field, and when they were
+    received (the time that counts)."""
+
+    episodes: list[EpisodeRecord] = Field(default_factory=list, max_length=20, json_schema_extra=list_type("atomic"))
+    """Each closed episode's times (the newest 20); the current episode is ``metrics``."""
 
     sla: SLAStatus | None = None
     """Deadlines and breaches."""
@@ -850,7 +951,7 @@ class IncidentStatus(ApiModel):
     """What happened, in order (bounded, newest kept)."""
 
     metrics: IncidentMetrics | None = None
-    """Response times."""
+    """Response times of the current episode."""
 
     postmortem: PostmortemStatus | None = None
     """The post-mortem."""
@@ -878,8 +979,8 @@ class Incident(ApiModel):
         {
             "name": "Acked-By",
             "type": "string",
-            "jsonPath": ".spec.acknowledgement.by",
-            "description": "Who acknowledged.",
+            "jsonPath": ".status.acknowledgedBy",
+            "description": "Who acknowledged (or contained) the current episode.",
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import zoneinfo
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from incidentops.api.common import (
     API_VERSION,
@@ -49,11 +50,15 @@ __all__ = [
     "AfterBySeverity",
     "AlertsPolicy",
     "Approval",
+    "BusinessHours",
     "Channel",
     "ChannelType",
     "Classification",
     "ClassificationMatch",
     "ClassificationRule",
+    "ClockKind",
+    "Communications",
+    "During",
     "EffectiveSLA",
     "EmailChannel",
     "EscalationPolicy",
@@ -76,6 +81,7 @@ __all__ = [
     "SmtpServer",
     "Until",
     "WebhookChannel",
+    "Weekday",
     "default_sla",
 ]
 
@@ -101,6 +107,103 @@ class PolicySelector(LabelSelector):
     """Only incidents of these (effective) types. Default: any."""
 
 
+# --- business hours -----------------------------------------------------------------------------
+
+
+class Weekday(StrEnum):
+    """A day of the week."""
+
+    MON = "Mon"
+    TUE = "Tue"
+    WED = "Wed"
+    THU = "Thu"
+    FRI = "Fri"
+    SAT = "Sat"
+    SUN = "Sun"
+
+    @property
+    def number(self) -> int:
+        """0 for Monday ... 6 for Sunday, as ``datetime.weekday()``."""
+        return list(Weekday).index(self)
+
+
+ClockTime = Annotated[str, StringConstraints(min_length=5, max_length=5, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+"""A time of day, ``HH:MM`` (24-hour clock)."""
+
+
+def _check_time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from exc
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"),
+    AfterValidator(_check_time_zone),
+]
+"""An IANA time zone name, e.g. ``Europe/Berlin``, ``America/New_York``, ``UTC``."""
+
+
+class BusinessHours(ApiModel):
+    """When people work: ``during: businessHours`` levels page only then, and ``clock: business`` response
+    times count only these hours. In the policy's own time zone, so a change to or from summer time moves
+    the hours with the clocks on the wall."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("self.start < self.end", "businessHours.start must be before end")]
+        }
+    )
+
+    time_zone: TimeZoneName
+    """The IANA time zone the hours are in, e.g. ``Europe/Berlin``. An unknown name makes the policy's Ready
+    condition False (SpecInvalid)."""
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: [Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
+        min_length=1,
+        max_length=7,
+        json_schema_extra=list_type("set"),
+    )
+    """The working days. Default Mon to Fri."""
+
+    start: ClockTime = "09:00"
+    """When the working day starts, local time. Default 09:00."""
+
+    end: ClockTime = "17:00"
+    """When the working day ends, local time (after ``start``). Default 17:00."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("businessHours.start must be before end")
+        return self
+
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The time zone."""
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    def opening(self) -> datetime.time:
+        """The start of the working day."""
+        return datetime.time.fromisoformat(self.start)
+
+    def closing(self) -> datetime.time:
+        """The end of the working day."""
+        return datetime.time.fromisoformat(self.end)
+
+    def day_length(self) -> datetime.timedelta:
+        """How long a working day is (``end - start``, as on the wall clock)."""
+        base = datetime.date(2000, 1, 3)
+        return datetime.datetime.combine(base, self.closing()) - datetime.datetime.combine(base, self.opening())
+
+    def weekdays(self) -> frozenset[int]:
+        """The working days, as ``datetime.weekday()`` numbers."""
+        return frozenset(day.number for day in self.days)
+
+
 # --- severities ---------------------------------------------------------------------------------
 
 
@@ -109,6 +212,13 @@ class PostmortemRequirement(StrEnum):
 
     REQUIRED = "required"
     OPTIONAL = "optional"
+
+
+class ClockKind(StrEnum):
+    """What a response time counts."""
+
+    WALL = "wall"
+    BUSINESS = "business"
 
 
 class SeveritySLA(ApiModel):
@@ -129,6 +239,12 @@ class SeveritySLA(ApiModel):
     postmortem_within: Duration | None = None
     """A required post-mortem is due this long after resolution."""
 
+    clock: ClockKind | None = None
+    """What ``acknowledgeWithin`` and ``updateEvery`` count: ``wall`` (every hour) or ``business`` (only the
+    policy's ``businessHours``, which it needs). ``resolveWithin`` always counts every hour. Default:
+    ``business`` for P3 and P4 when the policy has ``businessHours`` (the seeds' "next business day" and
+    "every 4 hours during business hours"), ``wall`` otherwise."""
+
 
 @dataclasses.dataclass(frozen=True)
 class EffectiveSLA:
@@ -139,6 +255,8 @@ class EffectiveSLA:
     update_every: datetime.timedelta
     postmortem_required: bool
     postmortem_within: datetime.timedelta
+    business_clock: bool = False
+    """``acknowledge_within`` and ``update_every`` count business hours only."""
 
 
 _POSTMORTEM_WITHIN_FALLBACK = "168h"
@@ -215,8 +333,12 @@ class Severities(ApiModel):
         value: SeveritySLA | None = getattr(self, severity.value.lower())
         return value
 
-    def effective(self, severity: Severity) -> EffectiveSLA:
-        """The response times for ``severity``: the policy's values, defaults for the rest."""
+    def effective(self, severity: Severity, business_hours: BusinessHours | None = None) -> EffectiveSLA:
+        """The response times for ``severity``: the policy's values, defaults for the rest.
+
+        With ``business_hours`` (the policy's), P3 and P4 count business time by default, and P4's default
+        acknowledge and update times are one business day (the length of the policy's day).
+        """
         own = self.get(severity) or SeveritySLA()
         default = DEFAULT_SLAS[severity]
 
@@ -224,12 +346,25 @@ class Severities(ApiModel):
             value = getattr(own, name)
             return getattr(default, name) if value is None else value
 
+        clock = own.clock or (
+            ClockKind.BUSINESS
+            if business_hours is not None and severity in (Severity.P3, Severity.P4)
+            else ClockKind.WALL
+        )
+        business = clock is ClockKind.BUSINESS and business_hours is not None
+        acknowledge = parse_duration(pick("acknowledge_within"))
+        update = parse_duration(pick("update_every"))
+        if business and severity is Severity.P4 and business_hours is not None:
+            day = business_hours.day_length()
+            acknowledge = day if own.acknowledge_within is None else acknowledge
+            update = day if own.update_every is None else update
         return EffectiveSLA(
-            acknowledge_within=parse_duration(pick("acknowledge_within")),
+            acknowledge_within=acknowledge,
             resolve_within=parse_duration(pick("resolve_within")),
-            update_every=parse_duration(pick("update_every")),
+            update_every=update,
             postmortem_required=pick("postmortem") is PostmortemRequirement.REQUIRED,
             postmortem_within=parse_duration(pick("postmortem_within")),
+            business_clock=business,
         )
 
 
@@ -241,6 +376,13 @@ class Until(StrEnum):
 
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+
+
+class During(StrEnum):
+    """When a level may notify."""
+
+    ALWAYS = "always"
+    BUSINESS_HOURS = "businessHours"
 
 
 class AfterBySeverity(ApiModel):
@@ -310,6 +452,10 @@ class Level(ApiModel):
     notify: ChannelList = Field(min_length=1)
     """The channels to notify, by name; they must be defined in ``channels``."""
 
+    during: During = During.ALWAYS
+    """always: notify when due; businessHours: a notification due outside the policy's ``businessHours``
+    (which the policy then needs) waits for the next working hour. Default always."""
+
     @model_validator(mode="after")
     def _one_delay(self) -> Self:
         _check_level_delay(self)
@@ -336,11 +482,20 @@ class Repeat(ApiModel):
 
     times: int = Field(ge=1, le=100)
     """How many more rounds after the first: round k (0 to ``times``) starts at episode start + k x
-    ``every``. Only ``until: acknowledged`` levels repeat; when the last round has run,
-    EscalationExhausted turns True."""
+    ``every``. Only ``until: acknowledged`` levels repeat. EscalationExhausted turns True only when the last
+    people paged have had their time: ``acknowledgeWithin`` of the severity after the last page of the last
+    round, and at least until the last round would have repeated; never in the look that sends the last
+    page."""
 
     every: Duration
     """The time between rounds; longer than the delay of every level that repeats."""
+
+
+class Communications(ApiModel):
+    """Where the communications role (who writes the status updates) is reached."""
+
+    notify: ChannelList = Field(min_length=1)
+    """The channels that get the "update due" reminders besides the responders."""
 
 
 # --- channels -------------------------------------------------------------------------------------------
@@ -680,6 +835,26 @@ class EscalationPolicySpec(ApiModel):
                     "impactEscalation[].notify names a channel that is not defined in channels",
                 ),
                 cel(
+                    "!has(self.communications) || self.communications.notify.all(c,"
+                    " has(self.channels) && self.channels.exists(ch, ch.name == c))",
+                    "communications.notify names a channel that is not defined in channels",
+                ),
+                cel(
+                    "has(self.businessHours) || !has(self.levels)"
+                    " || self.levels.all(l, !has(l.during) || l.during == 'always')",
+                    "a level with during: businessHours needs the policy's businessHours",
+                ),
+                cel(
+                    "has(self.businessHours) || !has(self.severities) || ("
+                    + " && ".join(
+                        f"(!has(self.severities.{s}) || !has(self.severities.{s}.clock)"
+                        f" || self.severities.{s}.clock == 'wall')"
+                        for s in ("P1", "P2", "P3", "P4")
+                    )
+                    + ")",
+                    "clock: business needs the policy's businessHours",
+                ),
+                cel(
                     "!has(self.repeat) || !has(self.levels) || self.levels.all(l,"
                     " (has(l.until) && l.until == 'resolved')"
                     " || ((!has(l.after) || duration(l.after) < duration(self.repeat.every))"
@@ -709,7 +884,11 @@ class EscalationPolicySpec(ApiModel):
     resolve 4h, ...)."""
 
     levels: list[Level] = Field(default_factory=list, max_length=16, json_schema_extra=list_type("map", "name"))
-    """The escalation chain, counted from the start of each episode."""
+    """The escalation chain, counted from the start of each episode. An acknowledgement or a containment
+    stops the ``until: acknowledged`` levels. The incident's condition EscalationExhausted turns True only
+    when nobody acknowledged and the last people paged have had the time the policy gives anyone to answer:
+    ``acknowledgeWithin`` of the severity after the last page (counted in business time with ``clock:
+    business``), and with ``repeat`` at least until the last round would have repeated."""
 
     repeat: Repeat | None = None
     """Repeat the paging levels while unacknowledged. Default: one round."""
@@ -718,7 +897,17 @@ class EscalationPolicySpec(ApiModel):
     """Where notifications go."""
 
     notify_on_breach: list[ItemName] | None = Field(None, max_length=16, json_schema_extra=list_type("set"))
-    """The channels told about SLA breaches. Default: the first level's."""
+    """The channels told about SLA breaches. Default: the channels the incident's levels have notified in
+    the episode (or, before any has, those of the first level that applies to its severity)."""
+
+    communications: Communications | None = None
+    """Where the communications role is reached: "update due" reminders go there as well as to the
+    responders (the ``until: acknowledged`` levels reached), never to stakeholder levels. Default: the
+    responders only."""
+
+    business_hours: BusinessHours | None = None
+    """When people work, for ``during: businessHours`` levels and ``clock: business`` response times.
+    Default: none (every hour counts)."""
 
     classification: Classification | None = None
     """How unclassified incidents get a severity and type. Default: by the alert label ``severity``, else P3."""
@@ -727,18 +916,18 @@ class EscalationPolicySpec(ApiModel):
     """How alert-born incidents follow their alerts."""
 
     remediation: list[Remediation] = Field(default_factory=list, max_length=16, json_schema_extra=list_type("atomic"))
-    """Actions the operator takes by itself."""
+    """Actions the operator takes by itself (not yet acted on: actions are not built yet)."""
 
     impact_escalation: list[ImpactEscalation] = Field(
         default_factory=list, max_length=8, json_schema_extra=list_type("atomic")
     )
-    """Cost thresholds that notify more people."""
+    """Cost thresholds that notify more people (not yet acted on: impact escalation is not built yet)."""
 
     evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
-    """What happens to evidence."""
+    """What happens to evidence (not yet acted on: evidence collection is not built yet)."""
 
     guards: Guards = Field(default_factory=Guards)
-    """Limits on the operator's own actions."""
+    """Limits on the operator's own actions (not yet acted on: actions are not built yet)."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
@@ -749,6 +938,14 @@ class EscalationPolicySpec(ApiModel):
             raise ValueError("notifyOnBreach names a channel that is not defined in channels")
         if any(c not in defined for rule in self.impact_escalation for c in rule.notify):
             raise ValueError("impactEscalation[].notify names a channel that is not defined in channels")
+        if self.communications is not None and any(c not in defined for c in self.communications.notify):
+            raise ValueError("communications.notify names a channel that is not defined in channels")
+        if self.business_hours is None:
+            if any(level.during is During.BUSINESS_HOURS for level in self.levels):
+                raise ValueError("a level with during: businessHours needs the policy's businessHours")
+            severities = self.severities or Severities()
+            if any((sla := severities.get(s)) is not None and sla.clock is ClockKind.BUSINESS for s in Severity):
+                raise ValueError("clock: business needs the policy's businessHours")
         if self.repeat is not None:
             every = parse_duration(self.repeat.every)
             for level in self.levels:
@@ -771,17 +968,11 @@ class EscalationPolicySpec(ApiModel):
 
     def sla_for(self, severity: Severity) -> EffectiveSLA:
         """The response times for ``severity``, defaults filled in."""
-        return (self.severities or Severities()).effective(severity)
+        return (self.severities or Severities()).effective(severity, self.business_hours)
 
     def effective_classification(self) -> Classification:
         """The classification in force (the defaults when the policy gives none)."""
         return self.classification or Classification()
-
-    def breach_channels(self) -> list[str]:
-        """The channels told about SLA breaches: ``notifyOnBreach``, or the first level's."""
-        if self.notify_on_breach is not None:
-            return list(self.notify_on_breach)
-        return list(self.levels[0].notify) if self.levels else []
 
 
 class EscalationPolicyStatus(ApiModel):

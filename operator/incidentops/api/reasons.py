@@ -33,6 +33,7 @@ SECRET_KEY_MISSING = "SecretKeyMissing"  # the Secret exists but has no such key
 AWAITING_ACKNOWLEDGEMENT = "AwaitingAcknowledgement"  # nobody has acknowledged in this episode
 ACKNOWLEDGED_BY = "AcknowledgedBy"  # acknowledged in this episode (the message names who)
 ACKNOWLEDGEMENT_OUTDATED = "AcknowledgementOutdated"  # spec.acknowledgement.at predates this episode
+ACKNOWLEDGED_BY_CONTAINMENT = "AcknowledgedByContainment"  # contained, which counts as acknowledgement
 
 # --- Contained ------------------------------------------------------------------------------------
 NOT_CONTAINED = "NotContained"  # nobody has declared containment in this episode
@@ -74,6 +75,7 @@ STATUS_UPDATE_POSTED = "StatusUpdatePosted"  # Event: spec.statusUpdate changed 
 ROLE_UNCLAIMED = "RoleUnclaimed"  # Event: a P1/P2 incident has no commander (or other role) yet
 IMPACT_ESCALATED = "ImpactEscalated"  # Event: estimated cost passed an impactEscalation threshold
 DRILL = "Drill"  # Event: the incident is a drill; actions are dry runs
+TIME_CLAMPED = "TimeClamped"  # timeline: a time from outside was ahead of the clock and counts as received
 
 # --- escalation and notification Events -----------------------------------------------------------
 ESCALATED = "Escalated"  # Event: a level was reached and its channels notified

@@ -15,12 +15,15 @@ Incident for the same group:
   ``incidentops.dev/alert-group`` that finds a group's incidents.
 - :func:`incident_name`: ``<alertname prefix>-<12 hex digits>`` for the first
   incident of a group, ``...-<n>`` for the n-th (a group that fires again once
-  its incident is Closed gets a new one); at most 63 characters, DNS-1123.
+  its incident no longer takes its alerts, see :func:`takes_alerts`, gets a new
+  one); at most 63 characters, DNS-1123.
 
 A POST carries the whole group, so :func:`alerts_status` derives the status
 from that POST alone: counts, ``truncatedAlerts``, a capped and sorted sample of
 fingerprints (sorted, so the same group gives the same status and an identical
-re-send writes nothing).
+re-send writes nothing); only ``lastFiredAt`` carries over from the status
+before (:func:`with_fired_at`), for the operator to tell a re-fire from a
+re-send.
 """
 
 from __future__ import annotations
@@ -61,10 +64,14 @@ __all__ = [
     "is_closed",
     "namespace_for",
     "new_incident",
+    "reopen_until",
     "sequence_of",
     "source",
+    "started_at",
+    "takes_alerts",
     "targets",
     "title",
+    "with_fired_at",
 ]
 
 ALERT_GROUP_LABEL = f"{GROUP}/alert-group"
@@ -82,6 +89,7 @@ MAX_SOURCE_LABEL_VALUE = 1024
 
 FIRING = "firing"
 CLOSED = "Closed"
+RESOLVED = "Resolved"
 
 _NAME_HASH_LENGTH = 12  # 48 bits: a collision among a million groups has odds of about 1 in 500
 _PREFIX_MAX = 40  # 40 + "-" + 12 + "-" + up to 9 digits of sequence <= 63
@@ -214,6 +222,51 @@ def is_closed(body: Mapping[str, object]) -> bool:
     return isinstance(status, Mapping) and status.get("phase") == CLOSED
 
 
+_DEFAULT_REOPEN_WINDOW = datetime.timedelta(hours=1)  # the policy default, for a status from before reopenUntil
+
+
+def _moment(value: object) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def reopen_until(body: Mapping[str, object]) -> datetime.datetime | None:
+    """When a Resolved Incident (as JSON) stops taking its group's alerts: ``status.reopenUntil``, else (a
+    status an older operator wrote) the Resolved condition's time plus the default window; None while it is
+    not Resolved."""
+    status = body.get("status")
+    if not isinstance(status, Mapping) or status.get("phase") != RESOLVED:
+        return None
+    until = _moment(status.get("reopenUntil"))
+    if until is not None:
+        return until
+    for condition in status.get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == RESOLVED:
+            since = _moment(condition.get("lastTransitionTime"))
+            if since is not None:
+                return since + _DEFAULT_REOPEN_WINDOW
+    return None
+
+
+def takes_alerts(body: Mapping[str, object], received_at: datetime.datetime) -> bool:
+    """Whether an Incident (as JSON) still takes its group's alerts received at ``received_at``.
+
+    Not once it is Closed, nor once it is Resolved and its reopen window has
+    passed: it may wait days for its post-mortem, and a group firing again by
+    then is a new problem that must page, so it makes a new incident (which
+    names this one in ``spec.source.previous``).
+    """
+    if is_closed(body):
+        return False
+    until = reopen_until(body)
+    return until is None or received_at <= until
+
+
 def sequence_of(body: Mapping[str, object]) -> int:
     """The alert-group sequence number of an Incident (as JSON); 1 when the label is missing or odd."""
     metadata = body.get("metadata")
@@ -227,8 +280,11 @@ def sequence_of(body: Mapping[str, object]) -> int:
 # --- status -------------------------------------------------------------------------------------
 
 
-def alerts_status(group: AlertGroup, received_at: datetime.datetime) -> AlertsStatus:
-    """``status.alerts`` after this POST: counts from the POST alone (it carries the whole group).
+def alerts_status(
+    group: AlertGroup, received_at: datetime.datetime, previous: AlertsStatus | None = None
+) -> AlertsStatus:
+    """``status.alerts`` after this POST: counts from the POST alone (it carries the whole group), and
+    ``lastFiredAt`` carried on from ``previous`` (see :func:`with_fired_at`).
 
     ``sample`` holds up to 20 fingerprints, firing ones first, each part sorted,
     so a re-send of the same group yields the same status.
@@ -244,22 +300,48 @@ def alerts_status(group: AlertGroup, received_at: datetime.datetime) -> AlertsSt
             if fingerprint not in seen and len(sample) < MAX_SAMPLE:
                 sample.append(fingerprint)
                 seen.add(fingerprint)
-    return AlertsStatus(
+    snapshot = AlertsStatus(
         firing=len(firing),
         resolved=len(resolved),
         truncated=group.truncated_alerts,
         last_received_at=received_at,
         sample=[fp[:64] for fp in sample if fp],
     )
+    return with_fired_at(previous, snapshot)
+
+
+def with_fired_at(previous: AlertsStatus | None, snapshot: AlertsStatus) -> AlertsStatus:
+    """``snapshot`` with ``lastFiredAt``: its own receipt when the group fires again (firing alerts after a
+    POST with none), else what ``previous`` knew (none for the POST that opened the incident).
+
+    Only this transition may reopen a resolved incident: a re-send of a group
+    that never stopped firing (Alertmanager repeats every ``repeat_interval``)
+    keeps the earlier ``lastFiredAt`` and so reopens nothing, and neither does
+    the first POST, whatever the time a person gave their resolution.
+    """
+    if previous is None:
+        return snapshot.model_copy(update={"last_fired_at": None})
+    fired = snapshot.last_received_at if snapshot.firing > 0 and previous.firing == 0 else previous.last_fired_at
+    return snapshot.model_copy(update={"last_fired_at": fired})
 
 
 _ZERO_TIME_YEAR = 1  # Go's zero time, 0001-01-01T00:00:00Z
 
 
 def earliest_start(group: AlertGroup) -> datetime.datetime | None:
-    """The earliest ``startsAt`` of the group's alerts (Go's zero time ignored), or None."""
-    starts = [a.starts_at for a in group.alerts if a.starts_at.year > _ZERO_TIME_YEAR]
+    """The earliest ``startsAt`` of the group's firing alerts (Go's zero time means unknown), or None."""
+    starts = [a.starts_at for a in group.alerts if a.status == FIRING and a.starts_at.year > _ZERO_TIME_YEAR]
     return min(starts) if starts else None
+
+
+def started_at(group: AlertGroup, received_at: datetime.datetime) -> tuple[datetime.datetime, bool]:
+    """When the group's problem started as the receiver saw it, and whether that was clamped: the earliest
+    firing ``startsAt``, never later than ``received_at`` (a sender's clock ahead of ours); the receipt
+    itself when no alert says."""
+    earliest = earliest_start(group)
+    if earliest is None:
+        return received_at, False
+    return (received_at, True) if earliest > received_at else (earliest, False)
 
 
 # --- spec -----------------------------------------------------------------------------------------
@@ -316,13 +398,16 @@ def _fit_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {k: usable[k] for k in sorted(keys[:MAX_SOURCE_LABELS])}
 
 
-def source(group: AlertGroup) -> Source:
-    """``spec.source``: kind alertmanager, the receiver, the groupKey and the common labels."""
+def source(group: AlertGroup, received_at: datetime.datetime | None = None, previous: str | None = None) -> Source:
+    """``spec.source``: kind alertmanager, the receiver, the groupKey, the common labels, when the problem
+    started (see :func:`started_at`; with ``received_at``) and the group's ``previous`` incident."""
     return Source(
         kind=SourceKind.ALERTMANAGER,
         receiver=group.receiver,
         group_key=group.group_key,
         labels=_fit_labels(group.common_labels),
+        started_at=started_at(group, received_at)[0] if received_at is not None else None,
+        previous=previous,
     )
 
 
@@ -368,13 +453,15 @@ def new_incident(
     namespace: str,
     sequence: int = 1,
     workload_targets: Sequence[Target] | None = None,
+    received_at: datetime.datetime | None = None,
+    previous: str | None = None,
 ) -> Incident:
     """The Incident the receiver creates for the group: metadata and spec (status is written after).
 
     Severity and type are left to the policy's classification (on
     ``spec.source.labels``), so the operator decides them in one place.
     ``workload_targets`` replaces :func:`targets` (the receiver maps Pods to
-    their Deployments first).
+    their Deployments first). ``previous`` names the group's earlier incident.
     """
     gid = group_id(group.receiver, group.group_key)
     chosen = list(workload_targets) if workload_targets is not None else targets(group)
@@ -387,7 +474,7 @@ def new_incident(
         spec=IncidentSpec(
             title=title(group),
             description=description(group),
-            source=source(group),
+            source=source(group, received_at, previous),
             targets=chosen[:MAX_TARGETS],
         ),
     )

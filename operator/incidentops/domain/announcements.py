@@ -7,17 +7,24 @@ in the same plan, so a channel paged now is told the rest in the same breath.
 
 Who is told what:
 
-- ``sla-breached``: the policy's ``notifyOnBreach`` (default: the first
-  level's channels), once per breach, unless the clock had already stopped
-  when the breach was noticed (a late acknowledgement learned of afterwards is
-  recorded, not announced).
-- ``update-due``: the channels any level reached in this episode, once per
-  missed update deadline (the latest one only).
-- ``status-update``: the channels reached, once per ``spec.statusUpdate.at``.
+- ``sla-breached``: the policy's ``notifyOnBreach``; by default the channels
+  the incident's levels have notified in the episode (before any has, those of
+  the first level that applies to its severity). Once per (episode, kind),
+  unless the clock had already stopped when the breach was noticed (a late
+  acknowledgement learned of afterwards is recorded, not announced).
+- ``update-due``: the responders (channels that ``until: acknowledged`` levels
+  reached in this episode) and the policy's ``communications`` channels, never
+  stakeholder levels; once per missed update deadline (the latest one only).
+- ``status-update``: every channel reached, stakeholders included, once per
+  ``spec.statusUpdate.at``.
 - ``acknowledged``: the channels reached by paging levels, and stakeholder
-  channels reached before the acknowledgement; once per episode.
-- ``resolved``: every channel reached, levels and breach notices alike; once
-  per episode.
+  channels reached before the acknowledgement; once per episode. Containment
+  counts as acknowledgement.
+- ``resolved``: every channel told anything in the episode; once per episode.
+
+Order: a resolution makes every announcement of an earlier state moot. Once
+the episode is resolved only ``resolved`` is due, so no "acknowledged", no
+reminder and no breach notice ever follows it.
 """
 
 from __future__ import annotations
@@ -25,27 +32,47 @@ from __future__ import annotations
 import datetime
 from collections.abc import Collection, Sequence
 
+from incidentops.api.common import Severity
 from incidentops.api.incident import SLABreach
 from incidentops.api.policy import EscalationPolicy
 from incidentops.domain.common import stamp, utc
 from incidentops.domain.decisions import ACKNOWLEDGED, RESOLVED, SLA_BREACHED, STATUS_UPDATE, UPDATE_DUE, Due
-from incidentops.domain.escalation import Reach, notification_key, order_channels
+from incidentops.domain.escalation import Reach, notification_key, order_channels, steps_for
 from incidentops.domain.lifecycle import EpisodeFacts
 from incidentops.domain.sla import Clock, breach_stop
 
 __all__ = [
     "announcements",
+    "breach_channels",
+    "breach_channels_told",
     "breach_key",
     "breach_notices",
+    "communications_channels",
     "live_announcement_keys",
 ]
 
 
 def breach_key(uid: str, episode: int, breach: SLABreach, channel: str) -> str:
-    """The key of the notice of ``breach`` to ``channel``."""
-    return notification_key(
-        uid, episode, 0, None, channel, f"{SLA_BREACHED}:{breach.kind.value}@{stamp(breach.deadline)}"
-    )
+    """The key of the notice of ``breach`` to ``channel``: one per (episode, kind), whatever its deadline."""
+    return notification_key(uid, episode, 0, None, channel, f"{SLA_BREACHED}:{breach.kind.value}")
+
+
+def breach_channels(policy: EscalationPolicy, severity: Severity, reached: Sequence[Reach]) -> list[str]:
+    """Who is told about a breach: ``notifyOnBreach``, else the channels reached in the episode, else the
+    first level that applies to the severity."""
+    if policy.spec.notify_on_breach is not None:
+        return order_channels(policy, policy.spec.notify_on_breach)
+    if reached:
+        return [r.channel for r in reached]
+    steps = steps_for(policy, severity)
+    first = min(steps, key=lambda s: (s.delay, s.index)) if steps else None
+    return order_channels(policy, first.channels) if first is not None else []
+
+
+def communications_channels(policy: EscalationPolicy) -> list[str]:
+    """The channels of the communications role (policy ``communications``)."""
+    comms = policy.spec.communications
+    return order_channels(policy, comms.notify) if comms is not None else []
 
 
 def _event_key(uid: str, episode: int, channel: str, event: str, moment: datetime.datetime | None = None) -> str:
@@ -61,11 +88,14 @@ def breach_notices(
     uid: str,
     facts: EpisodeFacts,
     breaches: Sequence[SLABreach],
+    channels: Sequence[str],
     done: Collection[str],
 ) -> tuple[Due, ...]:
-    """``sla-breached`` notices due for the episode's breaches."""
+    """``sla-breached`` notices due for the episode's breaches, to ``channels`` (:func:`breach_channels`);
+    none once the episode is resolved."""
+    if facts.resolved is not None:
+        return ()
     notices: list[Due] = []
-    channels = order_channels(policy, policy.spec.breach_channels())
     for breach in breaches:
         stopped = breach_stop(breach.kind, facts)
         if stopped is not None and stopped <= utc(breach.at):
@@ -77,12 +107,13 @@ def breach_notices(
     return tuple(notices)
 
 
-def _breach_channels_told(
+def breach_channels_told(
     policy: EscalationPolicy, uid: str, episode: int, breaches: Sequence[SLABreach], done: Collection[str]
 ) -> list[str]:
+    """The channels told of a breach of this episode (keys in ``done``)."""
     return [
         channel
-        for channel in policy.spec.breach_channels()
+        for channel in (c.name for c in policy.spec.channels)
         if any(breach_key(uid, episode, breach, channel) in done for breach in breaches)
     ]
 
@@ -94,10 +125,14 @@ def announcements(
     clock: Clock,
     latest_update_at: datetime.datetime | None,
     reached: Sequence[Reach],
-    breaches: Sequence[SLABreach],
+    breach_told: Sequence[str],
     done: Collection[str],
 ) -> tuple[Due, ...]:
-    """``update-due``, ``status-update``, ``acknowledged`` and ``resolved`` notices due now, in that order."""
+    """``update-due``, ``status-update``, ``acknowledged`` and ``resolved`` notices due now, in that order.
+
+    ``breach_told`` are the channels told of a breach in this episode: they hear of the resolution too, and
+    so do the communications channels once anyone was paged. Once resolved, only ``resolved`` is due.
+    """
     episode = facts.episode
     level_channels = [r.channel for r in reached]
     out: list[Due] = []
@@ -108,17 +143,21 @@ def announcements(
             if key not in done:
                 out.append(_due(key, channel, event, moment))
 
+    if facts.resolved is not None:
+        comms = communications_channels(policy) if level_channels else []
+        told = order_channels(policy, [*level_channels, *breach_told, *comms])
+        add(told, RESOLVED, facts.resolved.at, discriminate=False)
+        return tuple(out)
     if clock.missed_update is not None:
-        add(level_channels, UPDATE_DUE, clock.missed_update, discriminate=True)
+        responders = [r.channel for r in reached if r.paging]
+        reminded = order_channels(policy, [*responders, *communications_channels(policy)])
+        add(reminded, UPDATE_DUE, clock.missed_update, discriminate=True)
     if latest_update_at is not None:
         add(level_channels, STATUS_UPDATE, latest_update_at, discriminate=True)
     if facts.acknowledged is not None:
         acknowledged_at = facts.acknowledged.at
         told = [r.channel for r in reached if r.paging or r.at <= acknowledged_at]
         add(told, ACKNOWLEDGED, acknowledged_at, discriminate=False)
-    if facts.resolved is not None:
-        told = order_channels(policy, [*level_channels, *_breach_channels_told(policy, uid, episode, breaches, done)])
-        add(told, RESOLVED, facts.resolved.at, discriminate=False)
     return tuple(out)
 
 

@@ -20,6 +20,9 @@ The model (DESIGN.md "EscalationPolicy"):
   due, acknowledged or not, unless resolved by then; they never repeat.
 - The level that pages first in round 0 (shortest delay, then policy order)
   announces ``triggered``; every other page ``escalated``.
+- Containment counts as acknowledgement (``EpisodeFacts.acknowledged``).
+- A level with ``during: businessHours`` pages at its time if the policy's
+  business hours are open then, else when they next open (``businesstime``).
 
 Keys (:func:`notification_key`): SHA-256 of (scheme, incident uid, episode,
 round, level name, channel, event), 64 hex characters. A page's event part is
@@ -27,9 +30,11 @@ the constant ``page``, not ``triggered``/``escalated``: the wording of a page
 may change (a severity change can make another level the first) but the page
 must not be sent twice. Stakeholder pages use round 0 (once per episode).
 
-Exhausted: every page of the last round went out and the last round is over
-(its ``every``; without ``repeat``, the acknowledge deadline), and nobody
-acknowledged: the last people paged had the same time as everyone before them.
+Exhausted: nobody acknowledged, and the last people paged had the time the
+policy gives anyone to answer a page: ``acknowledgeWithin`` of the severity
+after the last page of the last round (counted in business time when the
+severity's clock is), and with ``repeat`` at least until the last round would
+have repeated. Never in the plan that sends the last page.
 
 The cursor never goes back within an episode: the round only grows (frozen
 at acknowledgement), the level is the highest level index reached. A policy
@@ -48,7 +53,8 @@ from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.common import ConditionStatus, Severity, parse_duration
 from incidentops.api.incident import EscalationStatus
-from incidentops.api.policy import EscalationPolicy, Level, Until
+from incidentops.api.policy import BusinessHours, During, EffectiveSLA, EscalationPolicy, Level, Until
+from incidentops.domain import businesstime
 from incidentops.domain.common import utc
 from incidentops.domain.decisions import ESCALATED, TRIGGERED, Due
 from incidentops.domain.lifecycle import ConditionValue, EpisodeFacts
@@ -98,6 +104,15 @@ class Step:
     repeats: bool
     """``until: acknowledged``: pages until acknowledged, and again in every repeat round."""
     channels: tuple[str, ...]
+    business_hours_only: bool = False
+    """``during: businessHours``: a page due outside the hours waits until they open."""
+
+    def due_at(self, round_start: datetime.datetime, hours: BusinessHours | None) -> datetime.datetime:
+        """When this level pages in the round that starts at ``round_start``."""
+        at = round_start + self.delay
+        if self.business_hours_only and hours is not None:
+            return businesstime.next_open(hours, at)
+        return at
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,7 @@ def _step(index: int, level: Level, delay: datetime.timedelta) -> Step:
         delay=delay,
         repeats=level.until is Until.ACKNOWLEDGED,
         channels=tuple(level.notify),
+        business_hours_only=level.during is During.BUSINESS_HOURS,
     )
 
 
@@ -179,14 +195,17 @@ def escalate(
     facts: EpisodeFacts,
     cursor: EscalationStatus,
     now: datetime.datetime,
-    acknowledge_by: datetime.datetime | None = None,
+    sla: EffectiveSLA | None = None,
 ) -> EscalationDecision:
     """The pages due now and the cursor to write (see the module doc).
 
-    ``acknowledge_by`` ends the (only) round of a policy without ``repeat``.
+    ``sla`` (the severity's response times) says how long the last page is given before the chain is
+    exhausted; without it the policy's own for ``severity``.
     """
     now = utc(now)
     start = facts.started_at
+    hours = policy.spec.business_hours
+    sla = sla or policy.spec.sla_for(severity)
     steps = steps_for(policy, severity)
     rounds = rounds_of(policy)
     paging = [s for s in steps if s.repeats]
@@ -200,9 +219,9 @@ def escalate(
 
     scheduled: list[tuple[datetime.datetime, Step, int]] = []
     if paging_this_round:
-        scheduled += [(round_start + s.delay, s, round_) for s in paging]
+        scheduled += [(s.due_at(round_start, hours), s, round_) for s in paging]
     if not resolved:
-        scheduled += [(start + s.delay, s, 0) for s in stakeholders]
+        scheduled += [(s.due_at(start, hours), s, 0) for s in stakeholders]
     scheduled.sort(key=lambda item: (item[0], item[1].index))
 
     # The level that pages first (its delay, then its place) announces the incident: "triggered".
@@ -222,13 +241,9 @@ def escalate(
     if paging and not stopped and round_ < rounds.times:
         upcoming.append(rounds.start(start, round_ + 1))
 
-    exhausts_at = _exhausts_at(rounds, start, paging, acknowledge_by)
-    if stopped:
-        exhausted = cursor.exhausted  # what happened before the acknowledgement stays true
-    elif exhausts_at is None:
-        exhausted = False
-    else:
-        exhausted = round_ > rounds.times or now >= exhausts_at
+    exhausts_at = _exhausts_at(rounds, start, paging, sla, hours)
+    # Once stopped, what happened before the acknowledgement stays true.
+    exhausted = cursor.exhausted if stopped else (exhausts_at is not None and now >= exhausts_at)
 
     level, level_name = cursor.level, cursor.level_name
     for page in pages:
@@ -247,18 +262,29 @@ def escalate(
 
 
 def _exhausts_at(
-    rounds: Rounds, start: datetime.datetime, paging: Sequence[Step], acknowledge_by: datetime.datetime | None
+    rounds: Rounds,
+    start: datetime.datetime,
+    paging: Sequence[Step],
+    sla: EffectiveSLA,
+    hours: BusinessHours | None,
 ) -> datetime.datetime | None:
-    """When the last round is over: its last page sent and its time up. None without paging levels."""
+    """When the last people paged have had their time (see the module doc). None without paging levels."""
     if not paging:
         return None
     last_start = rounds.start(start, rounds.times)
-    last_page = last_start + max(s.delay for s in paging)
-    if rounds.every is not None:
-        end = last_start + rounds.every
+    last_page = max(s.due_at(last_start, hours) for s in paging)
+    if sla.business_clock and hours is not None:
+        answered_by = businesstime.add(hours, last_page, sla.acknowledge_within)
     else:
-        end = acknowledge_by if acknowledge_by is not None else last_page
-    return max(last_page, end)
+        answered_by = last_page + sla.acknowledge_within
+    # A zero acknowledgeWithin still gives the last page a moment: never the plan that sends it.
+    answered_by = max(answered_by, last_page + _MIN_GRACE)
+    if rounds.every is not None:
+        answered_by = max(answered_by, last_start + rounds.every)
+    return answered_by
+
+
+_MIN_GRACE = datetime.timedelta(seconds=1)
 
 
 def exhausted_condition(
@@ -325,13 +351,14 @@ def reached_channels(
     """The channels any level of ``policy`` has notified in this episode (keys in ``done``), in the
     policy's channel order. Read from keys, never from the bounded ``notifications``."""
     rounds = rounds_of(policy)
+    hours = policy.spec.business_hours
     found: dict[str, Reach] = {}
     for step in _all_steps(policy, severity):
         for k in range(round_ + 1) if step.repeats else (0,):
             for channel in step.channels:
                 if page_key(uid, facts.episode, k, step.name, channel) not in done:
                     continue
-                at = rounds.start(facts.started_at, k) + step.delay
+                at = step.due_at(rounds.start(facts.started_at, k), hours)
                 previous = found.get(channel)
                 found[channel] = Reach(
                     channel=channel,

@@ -47,9 +47,15 @@ from incidentops.api.incident import (
     SLAStatus,
     TimelineEntry,
 )
-from incidentops.api.policy import EscalationPolicy, default_sla
+from incidentops.api.policy import EffectiveSLA, EscalationPolicy, default_sla
 from incidentops.domain import timeline
-from incidentops.domain.announcements import announcements, breach_notices, live_announcement_keys
+from incidentops.domain.announcements import (
+    announcements,
+    breach_channels,
+    breach_channels_told,
+    breach_notices,
+    live_announcement_keys,
+)
 from incidentops.domain.common import clip, utc
 from incidentops.domain.decisions import Due, Transition
 from incidentops.domain.escalation import (
@@ -62,17 +68,21 @@ from incidentops.domain.escalation import (
 from incidentops.domain.lifecycle import (
     ConditionValue,
     EpisodeFacts,
+    clamp_timeline,
+    clamp_times,
     closes_at,
     ensure_conditions,
     episode_facts,
     is_closed,
     lifecycle_conditions,
     metrics_for,
+    opened_at,
     phase_of,
     postmortem_outstanding,
     reopen_window,
     should_reopen,
     start_episode,
+    started_at,
 )
 from incidentops.domain.selection import SOURCE_CLASSIFICATION, SOURCE_DEFAULT, Selection
 from incidentops.domain.sla import (
@@ -157,19 +167,24 @@ def incident_uid(incident: Incident) -> str:
 
 
 def _visited(incident: Incident, now: datetime.datetime) -> IncidentStatus:
-    """The status with what the first visit sets: start, episode 1, Triggered, every condition type."""
+    """The status with what the first visit sets (start, episode 1, Triggered, every condition type), and
+    the people's times of this look clamped to the clock."""
     # Shallow copies throughout: the domain never mutates a model in place, it builds new ones.
     status = incident.status
-    started = utc(status.started_at or incident.metadata.creation_timestamp or now)
+    # The same function as the receiver's: whichever writer lands first writes the same start.
+    started = started_at(incident, now)
     first = status.episode is None
     return status.model_copy(
         update={
             "started_at": started,
             "episode": status.episode or 1,
-            "episode_started_at": utc(status.episode_started_at or started),
+            "episode_started_at": (
+                utc(status.episode_started_at) if status.episode_started_at else opened_at(incident, now)
+            ),
             "phase": Phase.TRIGGERED if first else status.phase,
             "conditions": ensure_conditions(status.conditions, now, incident.metadata.generation),
             "escalation": status.escalation or EscalationStatus(),
+            "clamped_times": clamp_times(incident.spec, status.clamped_times, now),
         }
     )
 
@@ -211,17 +226,19 @@ def _notifying(
     latest_update: datetime.datetime | None,
     breaches: Sequence[SLABreach],
     cursor: EscalationStatus,
+    sla: EffectiveSLA,
     now: datetime.datetime,
 ) -> _Notifying:
     if policy is None:
         # Nothing is sent without a policy; the cursor keeps what it knew, for when one applies again.
         return _Notifying(None, (), cursor.model_copy(update={"next_at": None}))
-    decision = escalate(policy, selection.severity, uid, facts, cursor, now, clock.acknowledge_by)
+    decision = escalate(policy, selection.severity, uid, facts, cursor, now, sla)
     done = set(cursor.notified) | {page.key for page in decision.pages}
-    notices = breach_notices(policy, uid, facts, breaches, done)
-    done |= {notice.key for notice in notices}
     reached = reached_channels(policy, selection.severity, uid, facts, decision.round, done)
-    others = announcements(policy, uid, facts, clock, latest_update, reached, breaches, done)
+    notices = breach_notices(policy, uid, facts, breaches, breach_channels(policy, selection.severity, reached), done)
+    done |= {notice.key for notice in notices}
+    told = breach_channels_told(policy, uid, facts.episode, breaches, done)
+    others = announcements(policy, uid, facts, clock, latest_update, reached, told, done)
     live = live_page_keys(policy, uid, facts.episode, decision.round) | live_announcement_keys(
         policy, uid, facts, clock, latest_update, breaches
     )
@@ -254,16 +271,17 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime) -> Pl
     baseline = status  # transitions compare against the episode as it stood before this plan
 
     sla_rules = policy.spec.sla_for(selection.severity) if policy is not None else default_sla(selection.severity)
+    hours = policy.spec.business_hours if policy is not None else None
     assert status.started_at is not None
-    clock = clock_for(sla_rules, facts, incident.spec, selection.type, status.started_at, now)
+    clock = clock_for(sla_rules, facts, incident.spec, selection.type, status.started_at, now, hours)
     recorded = status.sla.breaches if status.sla is not None else []
     new_breaches = detect_breaches(clock, facts, recorded, now)
     breaches = keep_breaches([*recorded, *new_breaches])
-    latest_update = status_update_at(incident.spec, facts)
+    latest_update = status_update_at(facts)
 
     uid = incident_uid(incident)
     cursor = status.escalation or EscalationStatus()
-    notifying = _notifying(policy, selection, uid, facts, clock, latest_update, breaches, cursor, now)
+    notifying = _notifying(policy, selection, uid, facts, clock, latest_update, breaches, cursor, sla_rules, now)
 
     outstanding = postmortem_outstanding(incident, policy, selection.severity)
     closed = is_closed(status.phase, facts, window, outstanding, now)
@@ -298,16 +316,17 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime) -> Pl
                 notify_regulator_by=clock.notify_regulator_by,
             ),
             "escalation": notifying.cursor,
-            "metrics": metrics_for(status.metrics, facts),
+            "metrics": metrics_for(facts),
+            "acknowledged_by": facts.acknowledged.by if facts.acknowledged is not None else None,
+            "reopen_until": closes_at(facts, window),
         }
     )
 
     if first_visit:
         changes.insert(0, _triggered(incident, selection, now))
     changes += _transitions(baseline, new_status, selection, facts, new_breaches, notifying.due, now)
-    new_status = new_status.model_copy(
-        update={"timeline": timeline.append(new_status.timeline, _timeline_entries(changes))}
-    )
+    entries = [*clamp_timeline(incident.status.clamped_times, new_status.clamped_times), *_timeline_entries(changes)]
+    new_status = new_status.model_copy(update={"timeline": timeline.append(new_status.timeline, entries)})
 
     return Plan(
         status=new_status,
@@ -325,9 +344,10 @@ def _current_episode(
     auto_resolve = policy.spec.alerts.auto_resolve if policy is not None else True
     status = _visited(incident, now)
     facts = episode_facts(incident.spec, status, auto_resolve)
-    if not should_reopen(status, facts, window):
+    fired_at = should_reopen(status, facts, window)
+    if fired_at is None:
         return status, facts, None
-    status = start_episode(status, now)  # records the reopen on the timeline itself
+    status = start_episode(status, facts, fired_at, now)  # records the reopen on the timeline itself
     reopened = _Change(
         Transition(WARNING, reasons.REOPENED, f"the alerts fire again: episode {status.episode} started"),
         now,
@@ -342,7 +362,8 @@ def _conditions(
     """``status``'s conditions with ``values`` set (``lastTransitionTime`` moves only on a status change)."""
     conditions = list(status.conditions)  # set_condition replaces items, never changes one
     for value in values:
-        cond.set_condition(conditions, value.type, value.status, value.reason, clip(value.message), now, generation)
+        since = min(value.since, now) if value.since is not None else now
+        cond.set_condition(conditions, value.type, value.status, value.reason, clip(value.message), since, generation)
     return conditions
 
 
@@ -540,7 +561,9 @@ def record_deliveries(
 
     ``outcome`` is ``Delivered`` (or ``Sent``), ``Failed`` or ``Skipped``; each
     counts as done: the key joins ``escalation.notified`` and is never due
-    again, and escalation goes on to the next channel and level. Adds a
+    again, and escalation goes on to the next channel and level. ``Pending``
+    (a delivery still being retried) is recorded for people but uses up
+    nothing: the key stays due, so a restart sends it again. Adds a
     NotificationRecord per delivery (newest :data:`NOTIFICATIONS_CAP` kept; a
     key recorded again replaces its record), moves ``escalation.level`` up to
     the highest level delivered, and adds timeline entries.
@@ -565,7 +588,7 @@ def record_deliveries(
             attempts=max(0, attempts),
             message=clip(message) if message else None,
         )
-        if due.key not in known:
+        if due.key not in known and _outcome(outcome) is not NotificationOutcome.PENDING:
             notified.append(due.key)
             known.add(due.key)
         if due.level is not None and (level is None or due.level > level):

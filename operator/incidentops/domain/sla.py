@@ -10,8 +10,13 @@ notifications. Everything is recomputed from (policy, status, now) on every
 plan, so a severity change or a policy edit re-derives the deadlines.
 
 - ``acknowledgeBy`` / ``resolveBy``: episode start + acknowledgeWithin / resolveWithin.
-  The acknowledge clock stops at acknowledgement (or at resolution without
-  one), the resolve clock at resolution.
+  The acknowledge clock stops at acknowledgement (containment counts as one),
+  or at resolution without one; the resolve clock at resolution. With the
+  severity's ``clock: business`` the acknowledge and update times count only
+  the policy's business hours (``businesstime``).
+- A breach is identified by (episode, kind): each kind is missed at most once
+  per episode, so a severity or policy change after a deadline passed moves
+  the deadline but never counts the same miss twice.
 - ``nextUpdateBy``: the latest of the episode start and the episode's
   ``spec.statusUpdate.at``, plus updateEvery; once missed it moves on by
   updateEvery, and the latest missed one is reminded about (``update-due``).
@@ -33,9 +38,10 @@ from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.common import ConditionStatus, IncidentType
 from incidentops.api.incident import BreachKind, IncidentSpec, SLABreach
-from incidentops.api.policy import EffectiveSLA
+from incidentops.api.policy import BusinessHours, EffectiveSLA
+from incidentops.domain import businesstime
 from incidentops.domain.common import utc
-from incidentops.domain.lifecycle import ConditionValue, EpisodeFacts, counts_in_episode
+from incidentops.domain.lifecycle import ConditionValue, EpisodeFacts
 
 __all__ = [
     "BREACHES_CAP",
@@ -80,24 +86,31 @@ class Clock:
     notify_regulator_by: datetime.datetime | None
 
 
-def status_update_at(spec: IncidentSpec, facts: EpisodeFacts) -> datetime.datetime | None:
-    """When the latest status update of this episode was posted; None without one."""
-    update = spec.status_update
-    if update is None or not counts_in_episode(update.at, facts.episode, facts.started_at):
-        return None
-    return utc(update.at)
+def status_update_at(facts: EpisodeFacts) -> datetime.datetime | None:
+    """When the latest status update of this episode was posted (clamped to its receipt); None without one."""
+    return facts.status_update_at
 
 
 def _update_deadlines(
-    base: datetime.datetime, every: datetime.timedelta, now: datetime.datetime
+    base: datetime.datetime, every: datetime.timedelta, now: datetime.datetime, hours: BusinessHours | None
 ) -> tuple[datetime.datetime | None, datetime.datetime | None]:
-    """``(missed, next)``: the latest update deadline at or before ``now`` and the first after it."""
+    """``(missed, next)``: the latest update deadline at or before ``now`` and the first after it.
+
+    With ``hours`` the cadence counts business time only.
+    """
     if every <= datetime.timedelta(0):
         return None, None  # "0s" means no cadence
-    if now < base + every:
-        return None, base + every
-    missed = base + every * ((now - base) // every)
-    return missed, missed + every
+    if hours is None:
+        if now < base + every:
+            return None, base + every
+        missed = base + every * ((now - base) // every)
+        return missed, missed + every
+    first = businesstime.add(hours, base, every)
+    if now < first:
+        return None, first
+    # The k-th deadline is when k x every of business time has passed: at or before now for k up to this.
+    count = businesstime.elapsed(hours, base, now) // every
+    return businesstime.add(hours, base, every * count), businesstime.add(hours, base, every * (count + 1))
 
 
 def clock_for(
@@ -107,18 +120,25 @@ def clock_for(
     effective_type: IncidentType | None,
     discovered_at: datetime.datetime,
     now: datetime.datetime,
+    hours: BusinessHours | None = None,
 ) -> Clock:
-    """The deadlines of the episode as of ``now``."""
+    """The deadlines of the episode as of ``now``; ``hours`` are the policy's business hours."""
     start = facts.started_at
+    business = hours if sla.business_clock else None
     missed, upcoming = None, None
     if facts.resolved is None:
-        latest_update = status_update_at(spec, facts)
+        latest_update = status_update_at(facts)
         base = max(start, latest_update) if latest_update is not None else start
-        missed, upcoming = _update_deadlines(base, sla.update_every, utc(now))
+        missed, upcoming = _update_deadlines(base, sla.update_every, utc(now), business)
     exposed = effective_type is IncidentType.SECURITY and spec.impact is not None and bool(spec.impact.data_exposed)
     regulatory = utc(discovered_at) + REGULATORY_CLOCK if exposed else None
+    acknowledge_by = (
+        businesstime.add(business, start, sla.acknowledge_within)
+        if business is not None
+        else start + sla.acknowledge_within
+    )
     return Clock(
-        acknowledge_by=start + sla.acknowledge_within,
+        acknowledge_by=acknowledge_by,
         resolve_by=start + sla.resolve_within,
         next_update_by=upcoming,
         missed_update=missed,
@@ -141,18 +161,19 @@ def _deadline(kind: BreachKind, clock: Clock) -> datetime.datetime:
 def detect_breaches(
     clock: Clock, facts: EpisodeFacts, recorded: Sequence[SLABreach], now: datetime.datetime
 ) -> list[SLABreach]:
-    """Breaches newly missed as of ``now``: each (kind, deadline) at most once per episode.
+    """Breaches newly missed as of ``now``: each kind at most once per episode (``recorded`` is the
+    episode's own list, cleared by a reopen).
 
     A deadline is missed when it has passed and its clock had not stopped by
     then; a late acknowledgement the operator learns of only afterwards still
     counts as a breach (it is a fact for the SLA report).
     """
-    known = {(b.kind, utc(b.deadline)) for b in recorded}
+    known = {b.kind for b in recorded}
     found: list[SLABreach] = []
     for kind in _TRACKED:
         deadline = _deadline(kind, clock)
         stopped = breach_stop(kind, facts)
-        if deadline <= utc(now) and (stopped is None or stopped > deadline) and (kind, deadline) not in known:
+        if deadline <= utc(now) and (stopped is None or stopped > deadline) and kind not in known:
             found.append(SLABreach(kind=kind, deadline=deadline, at=utc(now)))
     return found
 

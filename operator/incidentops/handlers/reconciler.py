@@ -225,7 +225,8 @@ class Reconciler:
             seconds = new.metrics.time_to_resolve_seconds if new.metrics else None
             if seconds is not None:
                 metrics.TIME_TO_RESOLVE.labels(severity).observe(seconds)
-        old_breaches = {(b.kind, b.deadline) for b in (old.sla.breaches if old.sla else [])}
+        # A breach is one per (episode, kind): a deadline that moves later is not a second one.
+        old_breaches = {(old.episode, b.kind) for b in (old.sla.breaches if old.sla else [])}
         for breach in new.sla.breaches if new.sla else []:
-            if (breach.kind, breach.deadline) not in old_breaches:
+            if (new.episode, breach.kind) not in old_breaches:
                 metrics.SLA_BREACHES.labels(str(breach.kind), severity).inc()

@@ -11,11 +11,17 @@ One Incident per group, across replicas and retries:
 - A group's incidents carry the label ``incidentops.dev/alert-group=<hash of
   (receiver, groupKey)>`` and ``incidentops.dev/alert-group-sequence=<n>``; the
   n-th is named ``<alertname>-<hash>[-n]``, the same on every replica.
-- The current incident is the one with the highest sequence. While it is not
-  Closed every POST updates its ``status.alerts`` (``kube.write_status``: a
-  full replacement under a resourceVersion precondition, recomputed on
-  conflict). Once it is Closed, a POST whose group fires creates incident n+1;
-  a POST of a resolved group creates nothing.
+- The current incident is the one with the highest sequence. While it takes
+  the group's alerts (``alertgroups.takes_alerts``: not Closed, and not
+  Resolved past its reopen window) every POST updates its ``status.alerts``
+  (``kube.write_status``: a full replacement under a resourceVersion
+  precondition, recomputed on conflict), recording when the group started
+  firing again (``lastFiredAt``) for the operator to reopen it. Once it no
+  longer does, a POST whose group fires creates incident n+1, which names it in
+  ``spec.source.previous``; a POST of a resolved group creates nothing.
+- ``spec.source.startedAt`` (the earliest firing ``startsAt``, never later than
+  the receipt) and ``status.startedAt`` come from the same functions the
+  operator uses, so whichever writer lands first, the start is the same.
 - A create that meets 409 lost a race with another replica (or POST): the
   object is read and updated instead. Concurrent creators of one name make one
   object, so replicas never duplicate.
@@ -42,10 +48,12 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from incidentops import kube
-from incidentops.api.incident import AlertsStatus, Target
-from incidentops.domain import alertgroups
+from incidentops.api import reasons
+from incidentops.api.incident import AlertsStatus, Incident, Target
+from incidentops.domain import alertgroups, lifecycle, timeline
 from incidentops.intake.payload import WebhookPayload
 
 __all__ = ["Coalescer", "IncidentWriter", "Outcome", "WriteError"]
@@ -278,14 +286,19 @@ class IncidentWriter:
         for _ in range(_ATTEMPTS):
             if current is None:
                 current = await self._find(namespace, gid)
-            if current is None or alertgroups.is_closed(current):
+            if current is None or not alertgroups.takes_alerts(current, received_at):
                 if payload.status != alertgroups.FIRING:
-                    why = "its incident is closed" if current is not None else "it has no incident"
+                    why = (
+                        "its incident is closed or past its reopen window"
+                        if current is not None
+                        else "it has no incident"
+                    )
                     note = f"the group is resolved and {why}: nothing to do"
                     return Outcome(namespace, None, note=note, firing=firing, resolved=resolved)
                 sequence = 1 if current is None else alertgroups.sequence_of(current) + 1
+                previous = current["metadata"]["name"] if current is not None else None
                 try:
-                    current = await self._create(namespace, payload, sequence, gid)
+                    current = await self._create(namespace, payload, sequence, gid, received_at, previous)
                 except _NamespaceMissing:
                     logger.warning(
                         "namespace %s does not exist; the incident of group %r goes to %s",
@@ -302,7 +315,7 @@ class IncidentWriter:
             name = current["metadata"]["name"]
 
             def mutate(body: dict[str, Any], probe: _UpdateProbe = probe) -> dict[str, Any] | None:
-                return self._mutate(body, payload, status, probe)
+                return self._mutate(body, payload, status, received_at, probe)
 
             written = await kube.write_status(self.api, kube.INCIDENTS, namespace, name, mutate, body=current)
             if probe.closed or probe.calls == 0 or (written is None and probe.changed):
@@ -323,20 +336,34 @@ class IncidentWriter:
         body: dict[str, Any],
         payload: WebhookPayload,
         alerts: AlertsStatus,
+        received_at: datetime.datetime,
         probe: _UpdateProbe,
     ) -> dict[str, Any] | None:
         probe.calls += 1
         probe.body = body
-        if alertgroups.is_closed(body):
+        if not alertgroups.takes_alerts(body, received_at):
             probe.closed = True
             return None
         old = body.get("status") or {}
         status = dict(old)
-        status["alerts"] = alerts.to_dict()
+        try:
+            previous = AlertsStatus.model_validate(old["alerts"]) if old.get("alerts") else None
+        except ValidationError:
+            previous = None  # unreadable: this POST starts the record afresh
+        status["alerts"] = alertgroups.with_fired_at(previous, alerts).to_dict()
         if not status.get("startedAt"):
-            started = alertgroups.earliest_start(payload)
-            if started is not None:
-                status["startedAt"] = started.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+            incident = Incident.model_validate({"metadata": body.get("metadata") or {}, "spec": body.get("spec")})
+            status["startedAt"] = _rfc3339(lifecycle.started_at(incident, received_at))
+            _, clamped = alertgroups.started_at(payload, received_at)
+            if clamped:
+                entry = timeline.entry(
+                    received_at,
+                    reasons.TIME_CLAMPED,
+                    f"the alerts' startsAt is ahead of the receiver's clock: the incident starts when they were"
+                    f" received, {_rfc3339(received_at)}",
+                    timeline.ACTOR_ALERTMANAGER,
+                )
+                status["timeline"] = [*(status.get("timeline") or []), entry.to_dict()]
         probe.changed = status != old
         return status
 
@@ -364,10 +391,25 @@ class IncidentWriter:
             return None
         return max(items, key=alertgroups.sequence_of)
 
-    async def _create(self, namespace: str, payload: WebhookPayload, sequence: int, gid: str) -> dict[str, Any] | None:
+    async def _create(
+        self,
+        namespace: str,
+        payload: WebhookPayload,
+        sequence: int,
+        gid: str,
+        received_at: datetime.datetime,
+        previous: str | None,
+    ) -> dict[str, Any] | None:
         """Create incident ``sequence`` of the group; None if it exists already (409: read it by the caller)."""
         targets = await self._map_pods(alertgroups.targets(payload), namespace)
-        incident = alertgroups.new_incident(payload, namespace=namespace, sequence=sequence, workload_targets=targets)
+        incident = alertgroups.new_incident(
+            payload,
+            namespace=namespace,
+            sequence=sequence,
+            workload_targets=targets,
+            received_at=received_at,
+            previous=previous,
+        )
         body = incident.to_dict()
         body.pop("status", None)  # the status subresource ignores it on create; written next
         name = body["metadata"]["name"]
@@ -452,6 +494,10 @@ class IncidentWriter:
 
 class _NamespaceMissing(Exception):
     pass
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _controller(references: list[Any] | None) -> Any:

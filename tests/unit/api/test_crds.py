@@ -89,7 +89,7 @@ def test_incident_printer_columns() -> None:
         ("Severity", ".status.severity", 0),
         ("Phase", ".status.phase", 0),
         ("Level", ".status.escalation.levelName", 0),
-        ("Acked-By", ".spec.acknowledgement.by", 0),
+        ("Acked-By", ".status.acknowledgedBy", 0),
         ("Age", ".metadata.creationTimestamp", 0),
         ("Policy", ".status.escalationPolicy", 1),
         ("Next-Deadline", ".status.sla.nextDeadline", 1),

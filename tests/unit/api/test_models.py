@@ -73,7 +73,11 @@ VALID_POLICY: Obj = {
             {"name": "on-call", "after": "0s", "notify": ["pager"]},
             {"name": "lead", "afterBySeverity": {"P1": "10m", "P2": "20m"}, "notify": ["pager", "hook"]},
             {"name": "cto", "afterBySeverity": {"P1": "2h"}, "until": "resolved", "notify": ["hook"]},
+            {"name": "desk", "after": "0s", "until": "resolved", "during": "businessHours", "notify": ["hook"]},
         ],
+        "businessHours": {"timeZone": "Europe/Berlin", "days": ["Mon", "Tue"], "start": "09:00", "end": "17:00"},
+        "severities": {"P3": {"clock": "business"}},
+        "communications": {"notify": ["hook"]},
         "repeat": {"times": 2, "every": "30m"},
         "channels": [
             {"name": "pager", "pagerduty": {"routingKeySecretRef": {"name": "pd", "key": "routing-key"}}},
@@ -294,6 +298,30 @@ CEL_CASES: tuple[CelCase, ...] = (
         "a webhook sets exactly one of url and urlSecretRef",
     ),
     CelCase(
+        "communications-unknown-channel",
+        "EscalationPolicy",
+        _pol(_set("communications.notify", ["nowhere"])),
+        "communications.notify names a channel that is not defined in channels",
+    ),
+    CelCase(
+        "during-business-hours-without-hours",
+        "EscalationPolicy",
+        _pol(lambda spec: (spec.pop("businessHours"), spec.pop("severities"))),
+        "a level with during: businessHours needs the policy's businessHours",
+    ),
+    CelCase(
+        "business-clock-without-hours",
+        "EscalationPolicy",
+        _pol(lambda spec: (spec.pop("businessHours"), spec["levels"].pop(3))),
+        "clock: business needs the policy's businessHours",
+    ),
+    CelCase(
+        "business-hours-backwards",
+        "EscalationPolicy",
+        _pol(_set("businessHours.end", "08:00")),
+        "businessHours.start must be before end",
+    ),
+    CelCase(
         "classification-rule-sets-nothing",
         "EscalationPolicy",
         _pol(_set("classification.rules", [{"match": {"labels": {"team": "a"}}}])),
@@ -437,6 +465,8 @@ def test_minimal_incident() -> None:
         "spec": {"title": "t", "targets": [], "actions": []},
         "status": {
             "reopenCount": 0,
+            "clampedTimes": [],
+            "episodes": [],
             "conditions": [],
             "notifications": [],
             "actions": [],
@@ -488,6 +518,20 @@ def test_full_status_round_trips() -> None:
         "type": "availability",
         "escalationPolicy": "incidentops/default",
         "startedAt": "2025-01-31T13:00:00Z",
+        "acknowledgedBy": "alice",
+        "clampedTimes": [
+            {"field": "acknowledgement", "at": "2025-01-31T14:30:00Z", "receivedAt": "2025-01-31T14:05:00Z"}
+        ],
+        "episodes": [
+            {
+                "episode": 1,
+                "startedAt": "2025-01-31T13:00:00Z",
+                "resolvedAt": "2025-01-31T13:40:00Z",
+                "timeToAcknowledgeSeconds": 120,
+                "timeToResolveSeconds": 2400,
+                "breaches": ["Acknowledge"],
+            }
+        ],
         "sla": {
             "acknowledgeBy": "2025-01-31T14:15:00Z",
             "resolveBy": "2025-01-31T18:00:00Z",
@@ -530,6 +574,7 @@ def test_full_status_round_trips() -> None:
             "resolved": 1,
             "truncated": 0,
             "lastReceivedAt": "2025-01-31T14:00:00Z",
+            "lastFiredAt": "2025-01-31T14:00:00Z",
             "sample": ["0123456789abcdef"],
         },
         "actions": [
@@ -624,7 +669,7 @@ def test_default_classification() -> None:
 
 def test_level_delays() -> None:
     spec = EscalationPolicySpec.model_validate(VALID_POLICY["spec"])
-    on_call, lead, cto = spec.levels
+    on_call, lead, cto, _desk = spec.levels
     assert on_call.delay_for(Severity.P4) == datetime.timedelta(0)
     assert lead.delay_for(Severity.P2) == _td("20m")
     assert lead.delay_for(Severity.P3) is None  # skipped
@@ -695,14 +740,6 @@ def test_secret_key_refs() -> None:
 def test_channel_type_property() -> None:
     channel = Channel.model_validate({"name": "x", "webhook": {"url": "https://example.com"}})
     assert channel.type is ChannelType.WEBHOOK
-
-
-def test_breach_channels_default_to_the_first_level() -> None:
-    spec = EscalationPolicySpec.model_validate(VALID_POLICY["spec"])
-    assert spec.breach_channels() == ["hook"]
-    del_breach = {k: v for k, v in VALID_POLICY["spec"].items() if k != "notifyOnBreach"}
-    assert EscalationPolicySpec.model_validate(del_breach).breach_channels() == ["pager"]
-    assert EscalationPolicySpec().breach_channels() == []
 
 
 def test_policy_defaults() -> None:

@@ -32,9 +32,12 @@ def level(
     by_severity: dict[str, str] | None = None,
     until: str = "acknowledged",
     notify: Sequence[str] = ("pager",),
+    during: str | None = None,
 ) -> dict[str, Any]:
     """A level; ``after`` defaults to ``0s`` unless ``by_severity`` is given."""
     out: dict[str, Any] = {"name": name, "until": until, "notify": list(notify)}
+    if during is not None:
+        out["during"] = during
     if by_severity is not None:
         out["afterBySeverity"] = by_severity
     else:
@@ -55,11 +58,13 @@ def policy(
     classification: dict[str, Any] | None = None,
     alerts: dict[str, Any] | None = None,
     channels: Iterable[dict[str, Any]] | None = None,
+    business_hours: dict[str, Any] | None = None,
+    communications: Sequence[str] | None = None,
 ) -> EscalationPolicy:
-    """A policy; every channel a level or notifyOnBreach names is defined as a plain webhook."""
+    """A policy; every channel a level, notifyOnBreach or communications names is defined as a plain webhook."""
     levels = list(levels)
     spec: dict[str, Any] = {"priority": priority, "levels": levels}
-    names = [c for lvl in levels for c in lvl["notify"]] + list(notify_on_breach or [])
+    names = [c for lvl in levels for c in lvl["notify"]] + list(notify_on_breach or []) + list(communications or [])
     spec["channels"] = (
         list(channels)
         if channels is not None
@@ -72,6 +77,8 @@ def policy(
         ("notifyOnBreach", list(notify_on_breach) if notify_on_breach is not None else None),
         ("classification", classification),
         ("alerts", alerts),
+        ("businessHours", business_hours),
+        ("communications", {"notify": list(communications)} if communications else None),
     ):
         if value is not None:
             spec[key] = value

@@ -158,26 +158,53 @@ def test_acknowledgement_freezes_the_round() -> None:
     assert len(sim.pages()) == 2
 
 
-def test_exhausted_when_the_chain_and_its_repeats_are_done() -> None:
+def test_exhausted_once_the_last_round_would_have_repeated() -> None:
+    # P1: acknowledge within 15m; the last round starts at 10m, its last page at 15m, it would repeat at 20m.
     p = policy(
         levels=[level("on-call", "0s"), level("lead", "5m", notify=["lead"])], repeat={"times": 1, "every": "10m"}
     )
-    sim = Simulation(incident(severity="P4"), [p])
-    plans = sim.run_until(at(19))
+    sim = Simulation(incident(severity="P1"), [p])
+    plans = sim.run_until(at(29))
     assert [(t, name) for t, name, *_ in sim.pages()][-1] == (at(15), "lead")
-    assert plans[-1].wake_at == at(20)  # the last round is over at 20m: the people paged at 15m had their time
+    # The people paged at 15m get the 15m anyone gets to acknowledge: exhausted at 30m, not at 15m or 20m.
+    assert plans[-1].wake_at == at(30)
     assert not sim.status.escalation or not sim.status.escalation.exhausted
-    last = sim.step(at(20))
+    last = sim.step(at(30))
     assert sim.status.escalation is not None and sim.status.escalation.exhausted
     assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
     assert ("Warning", reasons.ESCALATION_EXHAUSTED) in [(t.type, t.reason) for t in last.transitions]
     # Acknowledging afterwards does not unsay it.
-    sim.edit(acknowledgement=mark(21))
-    sim.step(at(22))
+    sim.edit(acknowledgement=mark(31))
+    sim.step(at(32))
     assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
 
 
-def test_without_repeat_exhausted_at_the_acknowledge_deadline() -> None:
+def test_a_round_longer_than_the_acknowledge_time_exhausts_when_it_would_repeat() -> None:
+    p = policy(levels=[level("on-call", "0s")], repeat={"times": 1, "every": "40m"})
+    sim = Simulation(incident(severity="P1"), [p])
+    plans = sim.run_until(at(79))
+    assert [t for t, *_ in sim.pages()] == [at(0), at(40)]
+    assert plans[-1].wake_at == at(80)  # 40m + 15m would be 55m, but the round runs until 80m
+    sim.step(at(80))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_without_repeat_the_last_page_gets_the_acknowledge_time() -> None:
+    # The regression: the lead, paged at 30m, after the 15m deadline, must not be "exhausted" in the same breath.
+    p = policy(levels=[level("on-call", "0s"), level("lead", "30m", notify=["lead"])])
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.run_until(at(29))
+    sending = sim.step(at(30))
+    assert [d.level_name for d in sending.due if d.level_name] == ["lead"]
+    assert not cond.is_true(sending.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    sim.step(at(44, 59))
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    sim.step(at(45))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_a_single_level_is_exhausted_after_the_acknowledge_time() -> None:
     p = policy(levels=[level("on-call", "0s")])
     sim = Simulation(incident(severity="P1"), [p])
     first = sim.step(at(0))

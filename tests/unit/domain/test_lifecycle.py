@@ -10,7 +10,8 @@ from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.common import ConditionStatus, Severity
 from incidentops.api.incident import AlertsStatus, Phase, PostmortemState, PostmortemStatus
-from incidentops.domain.lifecycle import postmortem_outstanding, start_episode
+from incidentops.domain.alertgroups import with_fired_at
+from incidentops.domain.lifecycle import episode_facts, postmortem_outstanding, start_episode
 from incidentops.domain.plan import plan
 from incidentops.domain.selection import select_policy
 
@@ -148,7 +149,8 @@ def alerts(firing: int, resolved: int, minutes: float) -> AlertsStatus:
 
 
 def alert_snapshot(sim: Simulation, snapshot: AlertsStatus) -> None:
-    """What the intake does: write the latest snapshot into status."""
+    """What the intake does: write the latest snapshot into status, with the group's transition to firing."""
+    snapshot = with_fired_at(sim.status.alerts, snapshot)
     sim.incident = with_status(sim.incident, sim.status.model_copy(update={"alerts": snapshot}))
 
 
@@ -213,7 +215,8 @@ def test_alerts_firing_again_within_the_window_reopen() -> None:
     alert_snapshot(sim, alerts(1, 0, 50))
     reopened = sim.step(at(51))
     status = sim.status
-    assert (status.episode, status.reopen_count, status.episode_started_at) == (2, 1, at(51))
+    # The episode starts when the receiver saw the group fire again, not when the operator looked.
+    assert (status.episode, status.reopen_count, status.episode_started_at) == (2, 1, at(50))
     assert status.phase is Phase.TRIGGERED
     assert ("Warning", reasons.REOPENED) in [(t.type, t.reason) for t in reopened.transitions]
     assert [e.kind for e in status.timeline].count(reasons.REOPENED) == 1
@@ -222,7 +225,7 @@ def test_alerts_firing_again_within_the_window_reopen() -> None:
     assert [(d.level_name, d.event, d.round) for d in new_pages] == [("on-call", "triggered", 0)] * 2
     assert first_keys.isdisjoint({d.key for d in new_pages})
     assert status.escalation is not None and status.escalation.round == 0
-    assert status.sla is not None and status.sla.acknowledge_by == at(51 + 240)
+    assert status.sla is not None and status.sla.acknowledge_by == at(50 + 240)
 
 
 def test_alerts_firing_after_the_window_do_not_reopen() -> None:
@@ -251,7 +254,7 @@ def test_an_acknowledgement_before_the_episode_is_ignored() -> None:
     sim.edit(acknowledgement=mark(60, by="carol"))
     sim.step(at(61))
     assert condition(sim.status, cond.ACKNOWLEDGED) == ("True", reasons.ACKNOWLEDGED_BY)
-    assert sim.status.metrics is not None and sim.status.metrics.time_to_acknowledge_seconds == 9 * 60
+    assert sim.status.metrics is not None and sim.status.metrics.time_to_acknowledge_seconds == 10 * 60
 
 
 def test_in_the_first_episode_an_acknowledgement_from_before_creation_counts() -> None:
@@ -262,21 +265,26 @@ def test_in_the_first_episode_an_acknowledgement_from_before_creation_counts() -
     assert status.metrics is not None and status.metrics.time_to_acknowledge_seconds == 0
 
 
-def test_start_episode_for_the_intake() -> None:
+def test_start_episode_moves_the_closing_episode_to_the_record() -> None:
     sim = alert_sim()
     sim.step(at(0))
+    sim.edit(acknowledgement=mark(3))
+    sim.step(at(3))
     alert_snapshot(sim, alerts(0, 1, 20))
     sim.step(at(20))
-    reopened = start_episode(sim.status, at(50)).model_copy(update={"alerts": alerts(1, 0, 50)})
+    assert sim.status.reopen_until == at(80)
+    facts = episode_facts(sim.incident.spec, sim.status)
+    reopened = start_episode(sim.status, facts, at(50), at(52))
     assert (reopened.episode, reopened.reopen_count, reopened.episode_started_at) == (2, 1, at(50))
     assert reopened.escalation is not None and reopened.escalation.notified == []
     assert condition(reopened, cond.RESOLVED) == ("False", reasons.UNRESOLVED)
     assert reopened.timeline[-1].kind == reasons.REOPENED
-    sim.incident = with_status(sim.incident, reopened)
-    result = sim.step(at(50))
-    assert reasons.REOPENED not in [t.reason for t in result.transitions]  # the intake announced it
-    assert sim.status.episode == 2  # not reopened twice
-    assert [d.level_name for d in result.due if d.level_name] == ["on-call", "on-call"]
+    assert reopened.metrics is None and reopened.reopen_until is None and reopened.acknowledged_by is None
+    [closed] = reopened.episodes
+    assert (closed.episode, closed.started_at, closed.resolved_at) == (1, at(0), at(20))
+    assert (closed.time_to_acknowledge_seconds, closed.time_to_resolve_seconds) == (180, 1200)
+    # A moment ahead of the operator's clock is never the start of an episode.
+    assert start_episode(sim.status, facts, at(60), at(52)).episode_started_at == at(52)
 
 
 def test_conditions_keep_their_transition_times() -> None:

@@ -9,14 +9,17 @@ the wake-up is not in the past. The tests here add what needs the whole run.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from incidentops.api import conditions as cond
 from incidentops.api.common import Severity, parse_duration
 from incidentops.api.incident import AlertsStatus
 from incidentops.api.policy import EscalationPolicy, Until
+from incidentops.domain.alertgroups import with_fired_at
 
 from .builders import Simulation, at, incident, level, policy, with_status
 
@@ -221,6 +224,7 @@ def test_episodes_from_alerts_keep_every_guarantee(
         while pending and pending[0][0] <= t:
             received, firing = pending.pop(0)
             snapshot = AlertsStatus(firing=int(firing), resolved=int(not firing), last_received_at=seconds(received))
+            snapshot = with_fired_at(sim.status.alerts, snapshot)
             sim.incident = with_status(sim.incident, sim.status.model_copy(update={"alerts": snapshot}))
         sim.step(seconds(t))
         statuses.append((t, sim.status))
@@ -228,3 +232,231 @@ def test_episodes_from_alerts_keep_every_guarantee(
     assert_cursor_never_goes_back(statuses)
     episodes = [status.episode for _, status in statuses]
     assert episodes == sorted(episodes)
+
+
+# --- liveness: every page that is due goes out at its time, once ------------------------------------------
+#
+# The oracle below re-states the rules of DESIGN.md ("EscalationPolicy", "Incident") on its own, without
+# the domain's code: episodes from the alert snapshots (a resolved episode reopens when the group starts
+# firing again within the window; the new one starts then), what stops paging (an acknowledgement or a
+# containment or a resolution that counts in the episode), what stops stakeholders (a resolution), the
+# rounds, and the severity in force. The simulation plays the scheduler: it looks at the incident at every
+# wake-up the plan asks for and whenever something changes, and never else.
+
+WINDOW = 3600  # seconds: the policies' default reopen window
+
+
+@st.composite
+def scripts(draw: st.DrawFn, severity_changes: int = 0) -> list[tuple[int, str, Any]]:
+    """What happens, in time order: people's marks, severity changes (at least ``severity_changes``),
+    alert snapshots (firing or not, and how long the operator takes to look)."""
+    events: list[tuple[int, str, Any]] = []
+    for kind in ("acknowledgement", "containment", "resolution"):
+        for t in draw(st.lists(moments, max_size=2, unique=True)):
+            events.append((t, kind, None))
+    for t in draw(st.lists(moments, min_size=severity_changes, max_size=max(2, severity_changes), unique=True)):
+        events.append((t, "severity", draw(st.sampled_from(SEVERITIES))))
+    for t in draw(st.lists(moments, max_size=6, unique=True)):
+        # The receiver writes the snapshot at t; the operator looks (its watch event) a little later.
+        events.append((t, "alerts", (draw(st.booleans()), draw(st.integers(min_value=0, max_value=120)))))
+    return sorted(events, key=lambda e: e[0])
+
+
+def drive(sim: Simulation, script: list[tuple[int, str, Any]], horizon: int = HORIZON) -> list[int]:
+    """The scheduler: look at every wake-up the plan asks for and whenever something changes (the look after
+    a snapshot may lag behind its write); everything that changed by a look is on the object it reads.
+    Returns the seconds it looked at."""
+    # A snapshot is looked at before the next one replaces it (the operator's watch sees every write; a
+    # resolution that lasts less than one look is absorbed, which this model leaves out).
+    snapshots = [t for t, kind, _ in script if kind == "alerts"]
+
+    def look_after(t: int, lag: int) -> int:
+        later = [u for u in snapshots if u > t]
+        return min(t + lag, later[0] - 1) if later else t + lag
+
+    pokes = {0} | {look_after(t, value[1]) if kind == "alerts" else t for t, kind, value in script}
+    applied = 0
+    looks: list[int] = []
+    wake: int | None = None
+    while True:
+        candidates = pokes | ({wake} if wake is not None else set())
+        if not candidates or min(candidates) > horizon:
+            return looks
+        now = min(candidates)
+        pokes = {t for t in pokes if t > now}
+        while applied < len(script) and script[applied][0] <= now:
+            _apply(sim, *script[applied])
+            applied += 1
+        looks.append(now)
+        result = sim.step(seconds(now))
+        if result.wake_at is None:
+            wake = None
+        else:
+            delta = (result.wake_at - at()).total_seconds()
+            wake = int(delta) if delta == int(delta) else int(delta) + 1  # the simulated clock ticks in seconds
+
+
+def _apply(sim: Simulation, t: int, kind: str, value: Any) -> None:
+    """One change to the object, made at second ``t``."""
+    if kind == "severity":
+        sim.edit(severity=value)
+    elif kind == "alerts":
+        firing = value[0]
+        snapshot = AlertsStatus(firing=int(firing), resolved=int(not firing), last_received_at=seconds(t))
+        snapshot = with_fired_at(sim.status.alerts, snapshot)
+        sim.incident = with_status(sim.incident, sim.status.model_copy(update={"alerts": snapshot}))
+    else:
+        sim.edit(**{kind: person(t)})
+
+
+@dataclass
+class Episode:
+    start: int
+    end: int | None = None  # when the next episode started
+    paging_stops: int | None = None
+    resolved: int | None = None
+
+
+def oracle_episodes(script: list[tuple[int, str, Any]], horizon: int) -> list[Episode]:
+    """Episodes from the script alone (the rules, not the code): marks count in an episode from its start."""
+    episodes = [Episode(start=0)]
+    marks: dict[str, int] = {}
+    firing = True  # alert-born incidents start with their group firing
+    for t, kind, value in [*script, (horizon + 1, "end", None)]:
+        ep = episodes[-1]
+        # Resolution by the alerts: the latest snapshot resolved, received in this episode.
+        if kind in ("acknowledgement", "containment", "resolution"):
+            marks[kind] = t
+        if kind == "alerts":
+            now_firing = value[0]
+            if not now_firing and t >= ep.start and ep.resolved is None:
+                ep.resolved = t
+            if now_firing and not firing and ep.resolved is not None and ep.resolved < t <= ep.resolved + WINDOW:
+                ep.end = t
+                episodes.append(Episode(start=t))
+                ep = episodes[-1]
+            firing = now_firing
+        first = len(episodes) == 1
+        counting = {k: m for k, m in marks.items() if first or m >= ep.start}
+        if "resolution" in counting and ep.resolved is None:
+            ep.resolved = counting["resolution"]
+        stops = [m for k, m in counting.items()]
+        if ep.resolved is not None:
+            stops.append(ep.resolved)
+        if stops:
+            ep.paging_stops = min(stops) if ep.paging_stops is None else min(ep.paging_stops, *stops)
+    return episodes
+
+
+def severity_segments(script: list[tuple[int, str, Any]], initial: str) -> list[tuple[int, str]]:
+    """(from, severity) in force, in order."""
+    out = [(0, initial)]
+    for t, kind, value in script:
+        if kind == "severity":
+            out.append((t, value))
+    return out
+
+
+def expected_pages(
+    p: EscalationPolicy, initial: str, script: list[tuple[int, str, Any]], horizon: int, looks: list[int]
+) -> dict[tuple[int, str, int, str], int]:
+    """(episode, level, round, channel) -> the second it goes out: at its time, or, for an episode the
+    operator learns of only at its first look after the group fired again, at that look."""
+    repeat = p.spec.repeat
+    times, every = (repeat.times, int(parse_duration(repeat.every).total_seconds())) if repeat else (0, None)
+    segments = severity_segments(script, initial)
+    out: dict[tuple[int, str, int, str], int] = {}
+    for number, ep in enumerate(oracle_episodes(script, horizon), start=1):
+        end = min(x for x in (ep.end, horizon + 1) if x is not None)
+        known = min((t for t in looks if t >= ep.start), default=horizon + 1)
+        for lvl in p.spec.levels:
+            paging = lvl.until is Until.ACKNOWLEDGED
+            stop = ep.paging_stops if paging else ep.resolved
+            for k in range(times + 1) if paging else (0,):
+                round_start = ep.start + (k * every if every else 0)
+                round_end = ep.start + (k + 1) * every if (paging and every and k < times) else end
+                when = None
+                for i, (since, severity) in enumerate(segments):
+                    until = segments[i + 1][0] if i + 1 < len(segments) else horizon + 1
+                    delay = lvl.delay_for(Severity(severity))
+                    if delay is None:
+                        continue
+                    t = max(since, known, round_start + int(delay.total_seconds()))
+                    if t < until:
+                        when = t
+                        break
+                if when is None or when >= end or when >= round_end or (stop is not None and when >= stop):
+                    continue
+                for channel in lvl.notify:
+                    out[(number, lvl.name, k, channel)] = when
+    return out
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=policies(), severity=st.sampled_from(SEVERITIES), script=scripts())
+def test_every_due_page_goes_out_at_its_time_once(
+    p: EscalationPolicy, severity: str, script: list[tuple[int, str, Any]]
+) -> None:
+    sim = Simulation(incident(severity=severity, source_labels={"alertname": "Down"}), [p])
+    firing = AlertsStatus(firing=1, last_received_at=at())
+    sim.incident = with_status(sim.incident, sim.status.model_copy(update={"alerts": with_fired_at(None, firing)}))
+    looks = drive(sim, script)
+    sent: dict[tuple[int, str, int, str], int] = {}
+    episode = 1
+    for t, due in sim.sent:
+        if due.event not in ("triggered", "escalated"):
+            continue
+        assert due.level_name is not None
+        # The episode a page belongs to is in its key; the simulation knows it from the plan's status.
+        key = (episode_of(sim, t, due), due.level_name, due.round, due.channel)
+        assert key not in sent, f"sent twice: {key}"
+        sent[key] = int((t - at()).total_seconds())
+        episode = max(episode, key[0])
+    assert sent == expected_pages(p, severity, script, HORIZON, looks)
+    # The operator learns of a new episode at most two minutes after the group fired again (the lag).
+    for ep in oracle_episodes(script, HORIZON)[1:]:
+        assert min(t for t in looks if t >= ep.start) <= ep.start + 120
+
+
+def episode_of(sim: Simulation, t: datetime.datetime, due: Any) -> int:
+    """The episode of the plan that sent ``due`` at ``t``."""
+    for result in sim.plans:
+        if due in result.due:
+            assert result.status.episode is not None
+            return result.status.episode
+    raise AssertionError("a sent notification that no plan made")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=policies(), severity=st.sampled_from(SEVERITIES), script=scripts(severity_changes=2))
+def test_a_breach_is_counted_once_per_episode_and_kind(
+    p: EscalationPolicy, severity: str, script: list[tuple[int, str, Any]]
+) -> None:
+    sim = Simulation(incident(severity=severity, source_labels={"alertname": "Down"}), [p])
+    drive(sim, script)
+    per_episode: dict[int, list[str]] = {}
+    for result in sim.plans:
+        assert result.status.sla is not None and result.status.episode is not None
+        kinds = [b.kind.value for b in result.status.sla.breaches]
+        assert len(kinds) == len(set(kinds)), f"a kind breached twice in one episode: {kinds}"
+        per_episode[result.status.episode] = kinds
+    notices = [(episode_of(sim, t, d), d.detail, d.channel) for t, d in sim.events("sla-breached")]
+    assert len(notices) == len(set(notices)), "a breach was announced twice to one channel"
+
+
+@FAST
+@given(p=policies(), severity=st.sampled_from(SEVERITIES), script=scripts())
+def test_nothing_but_resolved_is_announced_once_an_episode_is_resolved(
+    p: EscalationPolicy, severity: str, script: list[tuple[int, str, Any]]
+) -> None:
+    sim = Simulation(incident(severity=severity, source_labels={"alertname": "Down"}), [p])
+    drive(sim, script)
+    resolved_in: set[int] = set()
+    for result in sim.plans:
+        episode = result.status.episode
+        assert episode is not None
+        if episode in resolved_in:
+            assert {d.event for d in result.due} <= {"resolved"}, f"announced after resolution: {result.due}"
+        if cond.is_true(result.status.conditions, cond.RESOLVED):
+            assert {d.event for d in result.due} <= {"resolved"}, f"sent with the resolution: {result.due}"
+            resolved_in.add(episode)
