@@ -73,17 +73,18 @@ def test_every_secret_is_labelled() -> None:
         assert labels.get(CHANNEL_SECRET_LABEL[0]) == CHANNEL_SECRET_LABEL[1], path
 
 
-def test_the_default_policy_is_the_three_level_p1_chain() -> None:
+def test_the_default_policy_is_the_three_level_p1_chain_with_office_hours_for_p3_and_p4() -> None:
     (_, doc), *_ = [item for item in _of("EscalationPolicy") if item[1]["metadata"]["name"] == "default"]
     policy = EscalationPolicy.model_validate(doc)
     assert policy.metadata.namespace == "incidentops"
-    on_call, lead, cto = policy.spec.levels
-    assert (on_call.name, lead.name, cto.name) == ("on-call", "team-lead", "cto")
-    assert [level.delay_for(Severity.P1) for level in policy.spec.levels] == [
-        level.delays()[0] for level in (on_call, lead, cto)
-    ]
-    assert cto.until.value == "resolved"
-    assert cto.delay_for(Severity.P2) is None  # the CTO is told of P1 incidents only
+    by_name = {level.name: level for level in policy.spec.levels}
+    p1_chain = [level.name for level in policy.spec.levels if level.delay_for(Severity.P1) is not None]
+    assert p1_chain == ["on-call", "team-lead", "cto"]
+    assert by_name["cto"].until.value == "resolved"
+    assert by_name["cto"].delay_for(Severity.P2) is None  # the CTO is told of P1 incidents only
+    p3_chain = [level.name for level in policy.spec.levels if level.delay_for(Severity.P3) is not None]
+    assert p3_chain == ["office-hours"] and by_name["office-hours"].during.value == "businessHours"
+    assert policy.spec.sla_for(Severity.P3).business_clock and not policy.spec.sla_for(Severity.P1).business_clock
     assert {c.type.value for c in policy.spec.channels} == {"webhook", "slack", "pagerduty", "email"}
 
 
