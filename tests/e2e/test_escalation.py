@@ -231,6 +231,54 @@ def test_p1_chain_ack_stakeholder_and_resolve(
     assert hook_pages == 3
 
 
+def test_containment_counts_as_acknowledgement(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
+) -> None:
+    """Someone who contained the incident is working on it: paging stops, PagerDuty is told, the Acked-By
+    column names them."""
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[
+            {"name": "on-call", "after": "0s", "notify": ["hook", "pager"]},
+            {"name": "team-lead", "after": "20s", "notify": ["hook"]},
+        ],
+    )
+    declare(cluster, namespace, "cart-slow", severity="P2")
+    wait_event(receivers, "cart-slow", "triggered", "on-call")
+    contained = plugin(cluster, "contain", "cart-slow", "-n", namespace, "--note", "rolled back")
+    assert contained.returncode == 0, contained.stderr
+    wait_event(receivers, "cart-slow", "acknowledged")
+    uid = get_json(cluster, "incident", "cart-slow", "-n", namespace)["metadata"]["uid"]
+    eventually(
+        "the PagerDuty acknowledge (its dedup key names the incident's uid)",
+        lambda: [
+            d
+            for d in receivers.of("pagerduty")
+            if d.body.get("event_action") == "acknowledge" and uid in d.body.get("dedup_key", "")
+        ],
+    )
+    obj = eventually(
+        "no more pages planned",
+        lambda: (
+            (o := get_json(cluster, "incident", "cart-slow", "-n", namespace))
+            and o["status"].get("acknowledgedBy")
+            and o["status"]["escalation"].get("nextAt") is None
+            and o
+        ),
+    )
+    ack = next(c for c in obj["status"]["conditions"] if c["type"] == "Acknowledged")
+    assert (ack["status"], ack["reason"]) == ("True", "AcknowledgedByContainment")
+    assert obj["status"]["phase"] == "Contained"
+    assert "acknowledgement" not in obj["spec"]
+    row = cluster.kubectl("get", "incident", "cart-slow", "-n", namespace, "--no-headers").stdout.split()
+    assert row[4] == obj["status"]["acknowledgedBy"], row  # NAME SEVERITY PHASE LEVEL ACKED-BY AGE
+    assert obj["status"]["metrics"]["timeToAcknowledgeSeconds"] == obj["status"]["metrics"]["timeToContainSeconds"]
+    assert all(level != "team-lead" for _, level, _ in webhook_events(receivers, "cart-slow"))
+    assert_clean(receivers, "cart-slow", operator)
+
+
 def test_p3_follows_p3_delays(
     cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
 ) -> None:
