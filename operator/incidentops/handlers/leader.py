@@ -2,7 +2,8 @@
 
 Where it sits: ``runtime.py`` runs the receiver and the metrics server on every
 replica, and asks :class:`LeaseElector` to run the leader's parts (Kopf and
-the scheduler) only while this replica holds the Lease.
+the scheduler) only while this replica holds the Lease. The Lease itself is
+read and written through ``kube`` (``kube/lease.py``).
 
 The rules follow client-go's leader election, for the same reasons:
 
@@ -23,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+from incidentops import kube
 
 logger = logging.getLogger("incidentops.leader")
 
@@ -68,9 +70,9 @@ def _now() -> datetime.datetime:
 
 class LeaseElector:
     def __init__(
-        self, api: client.ApiClient, settings: ElectionSettings, *, on_standby: Callable[[], None] | None = None
+        self, api: kube.ApiClient, settings: ElectionSettings, *, on_standby: Callable[[], None] | None = None
     ) -> None:
-        self.coordination = client.CoordinationV1Api(api)
+        self.api = api
         self.settings = settings
         self._on_standby = on_standby
         self._observed: tuple[str | None, object, object] | None = None  # (holder, renewTime, transitions)
@@ -81,7 +83,7 @@ class LeaseElector:
         """Campaign until elected, run ``parts`` while leading; raise LeadershipLost if the Lease slips."""
         s = self.settings
         while not stop.is_set():
-            if await self._try_acquire_or_renew():
+            if await self._attempt():
                 break
             if self._on_standby is not None:
                 self._on_standby()
@@ -102,7 +104,7 @@ class LeaseElector:
                     await asyncio.wait_for(stop.wait(), timeout=s.retry_period)
                 if stop.is_set():
                     break
-                if await self._try_acquire_or_renew():
+                if await self._attempt():
                     last_renewal = time.monotonic()
                 elif time.monotonic() - last_renewal > s.renew_deadline:
                     lost = True
@@ -126,63 +128,61 @@ class LeaseElector:
         if leader_task.done() and not leader_task.cancelled() and leader_task.exception() is not None:
             raise leader_task.exception()  # type: ignore[misc]
 
+    async def _attempt(self) -> bool:
+        s = self.settings
+        try:
+            return await self._try_acquire_or_renew()
+        except kube.ApiError as exc:
+            logger.warning("the Lease %s/%s: %s", s.namespace, s.name, kube.describe(exc))
+            return False
+
     async def _try_acquire_or_renew(self) -> bool:
         s = self.settings
         now = _now()
-        try:
-            lease = await self.coordination.read_namespaced_lease(s.name, s.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                logger.warning("reading Lease %s/%s failed: %s %s", s.namespace, s.name, exc.status, exc.reason)
-                return False
-            body = client.V1Lease(
-                metadata=client.V1ObjectMeta(name=s.name, namespace=s.namespace),
-                spec=self._spec(now, acquired=now, transitions=0),
+        lease = await kube.read_lease(self.api, s.namespace, s.name)
+        if lease is None:
+            return await kube.create_lease(
+                self.api, s.namespace, s.name, self._record(now, acquired=now, transitions=0)
             )
-            try:
-                await self.coordination.create_namespaced_lease(s.namespace, body)
-            except ApiException as create_exc:
-                if create_exc.status != 409:  # another candidate created it first
-                    logger.warning("creating Lease failed: %s %s", create_exc.status, create_exc.reason)
-                return False
-            return True
-
-        spec = lease.spec or client.V1LeaseSpec()
-        record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
+        record = (lease.holder, lease.renewed_at, lease.transitions)
+        observed_now = asyncio.get_running_loop().time()
         if record != self._observed:
-            self._observed, self._observed_at = record, time.monotonic()
-        held_by_other = spec.holder_identity not in (None, "", s.identity)
-        duration = spec.lease_duration_seconds or s.lease_duration
-        if held_by_other and time.monotonic() - self._observed_at < duration:
+            self._observed, self._observed_at = record, observed_now
+        held_by_other = lease.holder not in (None, s.identity)
+        duration = lease.duration_seconds or s.lease_duration
+        if held_by_other and observed_now - self._observed_at < duration:
             return False  # somebody else leads and is alive (by our own clock)
-        transitions = (spec.lease_transitions or 0) + (1 if spec.holder_identity != s.identity else 0)
-        acquired = spec.acquire_time if spec.holder_identity == s.identity else now
-        lease.spec = self._spec(now, acquired=acquired, transitions=transitions)
-        try:
-            # The read's resourceVersion travels in lease.metadata: a racing writer gets 409.
-            await self.coordination.replace_namespaced_lease(s.name, s.namespace, lease)
-        except ApiException as exc:
-            if exc.status != 409:
-                logger.warning("renewing Lease failed: %s %s", exc.status, exc.reason)
-            return False
-        return True
+        transitions = (lease.transitions or 0) + (1 if lease.holder != s.identity else 0)
+        acquired = lease.acquired_at if lease.holder == s.identity else now
+        # The read's resourceVersion goes with the write: a racing writer gets 409 (False).
+        ours = dataclasses.replace(
+            self._record(now, acquired=acquired, transitions=transitions), resource_version=lease.resource_version
+        )
+        return await kube.replace_lease(self.api, s.namespace, s.name, ours)
 
     async def _release(self) -> None:
         s = self.settings
-        with contextlib.suppress(ApiException):
-            lease = await self.coordination.read_namespaced_lease(s.name, s.namespace)
-            if lease.spec and lease.spec.holder_identity == s.identity:
-                lease.spec.holder_identity = None  # type: ignore[assignment]
-                lease.spec.lease_duration_seconds = 1
-                lease.spec.renew_time = _now()
-                await self.coordination.replace_namespaced_lease(s.name, s.namespace, lease)
-                logger.info("%s released the Lease", s.identity)
+        try:
+            async with asyncio.timeout(s.renew_deadline):
+                lease = await kube.read_lease(self.api, s.namespace, s.name)
+                if lease is None or lease.holder != s.identity:
+                    return
+                released = dataclasses.replace(lease, holder=None, duration_seconds=1, renewed_at=_now())
+                if await kube.replace_lease(self.api, s.namespace, s.name, released):
+                    logger.info("%s released the Lease", s.identity)
+        except Exception as exc:
+            if kube.error_kind(exc) is kube.ErrorKind.OTHER:
+                raise
+            logger.warning("releasing Lease %s/%s failed: %s", s.namespace, s.name, kube.describe(exc))
 
-    def _spec(self, now: datetime.datetime, *, acquired: datetime.datetime, transitions: int) -> client.V1LeaseSpec:
-        return client.V1LeaseSpec(
-            holder_identity=self.settings.identity,
-            lease_duration_seconds=int(self.settings.lease_duration),
-            acquire_time=acquired,
-            renew_time=now,
-            lease_transitions=transitions,
+    def _record(
+        self, now: datetime.datetime, *, acquired: datetime.datetime | None, transitions: int
+    ) -> kube.LeaseRecord:
+        return kube.LeaseRecord(
+            holder=self.settings.identity,
+            # Rounded up: a standby waits what the Lease says, which must not be less than ours.
+            duration_seconds=math.ceil(self.settings.lease_duration),
+            acquired_at=acquired,
+            renewed_at=now,
+            transitions=transitions,
         )

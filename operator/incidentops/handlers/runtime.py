@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import kopf
-from kubernetes_asyncio import client
 
 from incidentops import kube, metrics, notify
 from incidentops.handlers import registry as registry_module
@@ -45,11 +44,11 @@ class Task:
     run: Callable[[asyncio.Event], Awaitable[None]]
 
 
-Receiver = Callable[[Settings, client.ApiClient, asyncio.Event], Awaitable[None]]
+Receiver = Callable[[Settings, kube.ApiClient, asyncio.Event], Awaitable[None]]
 """``run_receiver(settings, api, stop)``: serves until ``stop`` is set."""
 
 
-def _receiver_task(receiver: Receiver, settings: Settings, api: client.ApiClient) -> Task:
+def _receiver_task(receiver: Receiver, settings: Settings, api: kube.ApiClient) -> Task:
     """The Alertmanager receiver as a part of the process, on the operator's API client."""
     return Task("receiver", lambda stop: receiver(settings, api, stop))
 
@@ -58,7 +57,7 @@ async def _run_part(part: Task, stop: asyncio.Event) -> None:
     await part.run(stop)
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, *, api_timeout: float = kube.DEFAULT_TIMEOUT) -> None:
     """Kopf's settings, applied once at start-up."""
     prefix = "incidentops.dev"
     # Progress and the last handled spec live in annotations: status is our API.
@@ -71,7 +70,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Watches that go silent (lost connections, proxies) are restarted (nolar/kopf#204).
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
+    # Kopf's other requests (patches, lists, events) have the same deadline as ours.
+    settings.networking.request_timeout = api_timeout
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # Our runtime, not Kopf, ends the process once every part has stopped (and
     # `incidentops dev` must still stop its control plane afterwards).
@@ -94,7 +94,7 @@ async def run(
         # Kopf and our client read the same file, so both act as one identity.
         os.environ["KUBECONFIG"] = str(settings.kubeconfig)
     stop_flag = stop_flag or asyncio.Event()
-    api = await kube.api_client(settings.kubeconfig)
+    api = await kube.api_client(settings.kubeconfig, request_timeout=settings.api_timeout_seconds)
     deps = Dependencies(settings=settings, api=api)
     session = aiohttp.ClientSession()
     retry = notify.RetryPolicy(
@@ -126,7 +126,7 @@ async def run(
     async def leader_parts(leader_stop: asyncio.Event) -> None:
         """Kopf and the scheduler: what only the leader runs."""
         kopf_settings = kopf.OperatorSettings()
-        configure_kopf(kopf_settings)
+        configure_kopf(kopf_settings, api_timeout=settings.api_timeout_seconds)
         kopf_ready = asyncio.Event()
         namespaces = settings.watch_namespaces
         inner = {
