@@ -10,9 +10,16 @@ The rules follow client-go's leader election, for the same reasons:
 - A Lease is taken over only when its record has not changed for a whole
   ``lease_duration`` *as observed by this replica's own monotonic clock*, so
   clock skew between nodes cannot make two leaders.
-- The leader renews every ``retry_period``; if it cannot renew within
-  ``renew_deadline`` (shorter than the lease duration) it stops leading at once,
-  before anyone else may take over. The process then exits, as
+- The leader renews every ``retry_period``. A renewal counts from the moment
+  its attempt started (a standby cannot see the new record any earlier), and
+  every attempt is bounded by the time left until ``renew_deadline`` (shorter
+  than the lease duration), so a frozen API server cannot hold it. A leader
+  that has not renewed by then stops leading: its parts are asked to stop,
+  cancelled if they have not stopped shortly before the Lease may expire, and
+  a :class:`Fence` on a thread of its own (it holds even when the event loop is
+  blocked) ends the process if they still run once ``lease_duration`` has
+  passed since the last renewal. A standby that waits a full lease duration of
+  its own clock therefore never overlaps with it. The process then exits, as
   controller-runtime's managers do, and starts again clean as a candidate.
 - Every write carries the resourceVersion it read: two candidates racing for an
   expired Lease cannot both win.
@@ -28,6 +35,8 @@ import dataclasses
 import datetime
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -60,6 +69,11 @@ class ElectionSettings:
         if not self.retry_period < self.renew_deadline < self.lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
 
+    @property
+    def stop_guard(self) -> float:
+        """How long before the Lease may expire the parts are cancelled if they have not stopped."""
+        return min(1.0, (self.lease_duration - self.renew_deadline) / 2)
+
 
 def _now() -> datetime.datetime:
     now = datetime.datetime.now(datetime.UTC)
@@ -68,13 +82,73 @@ def _now() -> datetime.datetime:
     return now if now.microsecond else now.replace(microsecond=1)
 
 
+def _exit_now(why: str) -> None:
+    logger.critical("%s: exiting now", why)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)
+
+
+class Fence:
+    """Ends the process if the leader's parts may still run when another replica can take the Lease.
+
+    :meth:`hold` says for how many more seconds they may run (until the Lease
+    may expire), :meth:`release` that they stopped. It watches on a daemon
+    thread with the monotonic clock, so a blocked event loop cannot keep a
+    leader alive past its Lease; :meth:`breach` is the same end, called from
+    the loop when the parts would not even stop when cancelled.
+    """
+
+    def __init__(self, on_breach: Callable[[str], None] = _exit_now) -> None:
+        self._on_breach = on_breach
+        self._deadline: float | None = None
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, seconds: float) -> None:
+        with self._changed:
+            self._deadline = time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="lease-fence", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def release(self) -> None:
+        with self._changed:
+            self._deadline = None
+            self._changed.notify()
+
+    def breach(self, why: str) -> None:
+        self._on_breach(why)
+
+    def _watch(self) -> None:
+        with self._changed:
+            while True:
+                if self._deadline is None:
+                    self._changed.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    self._deadline, self._thread = None, None
+                    break
+                self._changed.wait(left)
+        self.breach("the leader's parts still ran when its Lease could be taken over")
+
+
 class LeaseElector:
     def __init__(
-        self, api: kube.ApiClient, settings: ElectionSettings, *, on_standby: Callable[[], None] | None = None
+        self,
+        api: kube.ApiClient,
+        settings: ElectionSettings,
+        *,
+        on_standby: Callable[[], None] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.api = api
         self.settings = settings
         self._on_standby = on_standby
+        self._fence = fence or Fence()
         self._observed: tuple[str | None, object, object] | None = None  # (holder, renewTime, transitions)
         self._observed_at = 0.0
         self.leading = False
@@ -82,8 +156,11 @@ class LeaseElector:
     async def run(self, parts: LeaderParts, stop: asyncio.Event) -> None:
         """Campaign until elected, run ``parts`` while leading; raise LeadershipLost if the Lease slips."""
         s = self.settings
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while not stop.is_set():
-            if await self._attempt():
+            started = loop.time()
+            if await self._attempt(s.renew_deadline):
                 break
             if self._on_standby is not None:
                 self._on_standby()
@@ -92,48 +169,76 @@ class LeaseElector:
                 await asyncio.wait_for(stop.wait(), timeout=s.retry_period)
         if stop.is_set():
             return
+        # Monotonic (loop) time for the rule, wall-clock time for people reading the log.
+        renewed, renewed_wall = started, time.time()
+        self._fence.hold(renewed + s.lease_duration - loop.time())
         logger.info("%s leads (Lease %s/%s)", s.identity, s.namespace, s.name)
         self.leading = True
         leader_stop = asyncio.Event()
         leader_task: asyncio.Task[None] = asyncio.create_task(_call(parts, leader_stop), name="leader-parts")
-        last_renewal = time.monotonic()
+        stopped = asyncio.create_task(stop.wait())
         lost = False
         try:
             while not stop.is_set() and not leader_task.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=s.retry_period)
-                if stop.is_set():
+                renew_by = renewed + s.renew_deadline
+                pause = min(s.retry_period, max(0.0, renew_by - loop.time()))
+                await asyncio.wait([stopped, leader_task], timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set() or leader_task.done():
                     break
-                if await self._attempt():
-                    last_renewal = time.monotonic()
-                elif time.monotonic() - last_renewal > s.renew_deadline:
+                started, started_wall = loop.time(), time.time()
+                left = renew_by - started
+                if left > 0 and await self._attempt(left):
+                    renewed, renewed_wall = started, started_wall
+                    self._fence.hold(renewed + s.lease_duration - loop.time())
+                elif loop.time() >= renew_by:
                     lost = True
+                    logger.error(
+                        "%s could not renew Lease %s/%s within %gs of its last renewal (at %s); stopping leading",
+                        s.identity,
+                        s.namespace,
+                        s.name,
+                        s.renew_deadline,
+                        datetime.datetime.fromtimestamp(renewed_wall, datetime.UTC).isoformat(),
+                    )
                     break
         finally:
+            stopped.cancel()
             leader_stop.set()
-            # Stop leading first: nothing of ours may act once another replica can take over.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(
-                    asyncio.shield(leader_task), timeout=max(1.0, s.lease_duration - s.renew_deadline)
-                )
-            if not leader_task.done():
-                leader_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await leader_task
+            await self._stop_parts(leader_task, expires=renewed + s.lease_duration)
             self.leading = False
+            logger.info("%s stopped leading", s.identity)  # tests match this line
             if not lost:
                 await self._release()
         if lost:
-            raise LeadershipLost(f"could not renew Lease {s.namespace}/{s.name} within {s.renew_deadline:.0f}s")
+            raise LeadershipLost(f"could not renew Lease {s.namespace}/{s.name} within {s.renew_deadline:g}s")
         if leader_task.done() and not leader_task.cancelled() and leader_task.exception() is not None:
             raise leader_task.exception()  # type: ignore[misc]
 
-    async def _attempt(self) -> bool:
+    async def _stop_parts(self, task: asyncio.Task[None], *, expires: float) -> None:
+        """Stop the leader's parts (already asked to) before ``expires``, when another may take the Lease."""
+        loop = asyncio.get_running_loop()
+        await asyncio.wait([task], timeout=max(0.0, expires - self.settings.stop_guard - loop.time()))
+        if not task.done():
+            logger.warning("the leader's parts did not stop in time; cancelling them")
+            task.cancel()
+            await asyncio.wait([task], timeout=max(0.0, expires - loop.time()))
+        if not task.done():
+            self._fence.breach("the leader's parts did not stop when cancelled")
+            return
+        self._fence.release()
+
+    async def _attempt(self, within: float) -> bool:
+        """One try to take or renew the Lease, given at most ``within`` seconds; False if it failed."""
         s = self.settings
         try:
-            return await self._try_acquire_or_renew()
-        except kube.ApiError as exc:
-            logger.warning("the Lease %s/%s: %s", s.namespace, s.name, kube.describe(exc))
+            async with asyncio.timeout(within):
+                return await self._try_acquire_or_renew()
+        except Exception as exc:
+            # The API server's doing (refused, down, frozen): try again. A bug is not retried.
+            if kube.error_kind(exc) is kube.ErrorKind.OTHER:
+                raise
+            what = "renewing" if self.leading else "acquiring"
+            logger.warning("%s Lease %s/%s failed: %s", what, s.namespace, s.name, kube.describe(exc))
             return False
 
     async def _try_acquire_or_renew(self) -> bool:

@@ -28,7 +28,7 @@ from incidentops import kube, metrics, notify
 from incidentops.handlers import registry as registry_module
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
-from incidentops.handlers.leader import ElectionSettings, LeaseElector
+from incidentops.handlers.leader import ElectionSettings, LeadershipLost, LeaseElector
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.scheduler import Scheduler
 from incidentops.settings import Settings
@@ -155,11 +155,18 @@ async def run(
             leader_stop.set()
             ready_waiter.cancel()
             stop_waiter.cancel()
-            await asyncio.wait(inner.values(), timeout=10)
+            try:
+                # No time limit of our own: the elector (or, without one, the runtime) decides
+                # how long the parts may take to stop, and cancels us when that is up.
+                await asyncio.wait(inner.values())
+            finally:
+                # Cancelled or not, Kopf and the scheduler end before we do: nothing of the
+                # leader may outlive its "stopped leading".
+                for task in inner.values():
+                    task.cancel()
+                await asyncio.wait(inner.values())
         for task in inner.values():
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled() and task.exception() is not None:
+            if not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"{task.get_name()} failed") from task.exception()
 
     if settings.leader_election:
@@ -188,7 +195,12 @@ async def run(
     try:
         done, _ = await asyncio.wait([waiter, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not waiter and not task.cancelled() and task.exception():
+            if task is waiter or task.cancelled() or task.exception() is None:
+                continue
+            if isinstance(task.exception(), LeadershipLost):
+                # Expected when the API server is unreachable for too long: no bug, no traceback.
+                logger.error("%s; stopping the operator (it starts again as a candidate)", task.exception())
+            else:
                 logger.error("%s failed; stopping the operator", task.get_name(), exc_info=task.exception())
     finally:
         stop_all.set()
@@ -204,4 +216,7 @@ async def run(
         await api.close()
     failed = [t for t in tasks.values() if not t.cancelled() and t.exception() is not None]
     if failed and not stop_flag.is_set():
+        lost = failed[0].exception()
+        if isinstance(lost, LeadershipLost):
+            raise lost
         raise RuntimeError(f"operator part {failed[0].get_name()!r} failed") from failed[0].exception()
