@@ -93,6 +93,12 @@ class FakeKube:
         self.objects[(plural, meta["namespace"], meta["name"])] = obj
         return copy.deepcopy(obj)
 
+    def edit(self, plural: str, namespace: str, name: str, **spec: Any) -> None:
+        """Somebody else changes the object's spec."""
+        obj = self.objects[(plural, namespace, name)]
+        obj["spec"].update(spec)
+        obj["metadata"]["resourceVersion"] = self._next()
+
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return self.objects[(plural, namespace, name)]
 

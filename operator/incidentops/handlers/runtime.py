@@ -30,6 +30,7 @@ from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
 from incidentops.handlers.leader import ElectionSettings, LeadershipLost, LeaseElector
 from incidentops.handlers.reconciler import Reconciler
+from incidentops.handlers.refusals import RefusalReporter
 from incidentops.handlers.scheduler import Scheduler
 from incidentops.settings import Settings
 
@@ -104,7 +105,10 @@ async def run(
         budget=settings.delivery_budget_seconds,
     )
     reconciler = Reconciler(deps, Deliverer(deps, session, retry))
-    scheduler = Scheduler(reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency)
+    refusals = RefusalReporter(deps, reconciler.written)
+    scheduler = Scheduler(
+        reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency, on_refusal=refusals.show
+    )
     registry = registry_module.build(deps, scheduler, reconciler)
     stop_all = asyncio.Event()
     announced = asyncio.Event()
