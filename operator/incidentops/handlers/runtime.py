@@ -114,15 +114,16 @@ async def run(
     announced = asyncio.Event()
 
     def announce(role: str) -> None:
-        if announced.is_set():
-            return
-        announced.set()
         # Kopf's own signal handlers fail on a second signal; ours stop every part,
-        # Kopf included, and tolerate any number of signals.
+        # Kopf included, and tolerate any number of signals. Kopf installs its own each
+        # time it starts (after every takeover too), so ours are put back each time.
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop_flag.set)
+        if announced.is_set():
+            return
+        announced.set()
         logger.info("incidentops is ready (%s)", role)  # tests and scripts wait for this line
         if ready_flag is not None:
             ready_flag.set()
