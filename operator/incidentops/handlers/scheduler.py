@@ -215,7 +215,11 @@ class Scheduler:
             retry = f"every {delay:g}s and when the incident changes"
             logger.warning("incident %s/%s: %s; retried %s", namespace, name, kube.describe(exc), retry)
             if self._on_refusal is not None:
-                await self._on_refusal(key, exc, retry)
+                try:
+                    await self._on_refusal(key, exc, retry)
+                except Exception:
+                    # Never lose the incident from the queue over how its error is shown.
+                    logger.exception("incident %s/%s: showing the refusal failed", namespace, name)
             return self._clock() + datetime.timedelta(seconds=delay)
         delay = self._backoff.delay(streak.failures, self._draw())
         if kind is kube.ErrorKind.TEMPORARY:

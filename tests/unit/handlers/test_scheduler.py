@@ -287,3 +287,20 @@ async def test_a_bugs_traceback_is_logged_once_per_streak(caplog: pytest.LogCapt
     short = [r for r in caplog.records if "failed again" in r.getMessage()]
     assert len(tracebacks) == 2, "one for each streak (failures 1-3, then 5)"
     assert len(short) == 2
+
+
+@pytest.mark.looptime
+async def test_a_failing_refusal_hook_does_not_drop_the_incident() -> None:
+    calls: list[float] = []
+
+    async def process(key: Key) -> datetime.datetime | None:
+        calls.append(asyncio.get_running_loop().time())
+        raise api_error(422, "Unprocessable Entity")
+
+    async def show(key: Key, exc: BaseException, retry: str) -> None:
+        raise RuntimeError("the hook has a bug")
+
+    scheduler = Scheduler(process, clock, permanent_delay=600, on_refusal=show)
+    scheduler.poke(("ns", "a"), at(1))
+    await _run_until(scheduler, 1300)
+    assert calls == [1, 601, 1201]
