@@ -88,6 +88,7 @@ def _configure_logging(verbose: bool, fmt: str = "text") -> None:
 def _run_operator(settings: Settings, on_ready: Any = None) -> int:
     """Run the operator in this thread's loop until a signal or a failure."""
     from incidentops.handlers import runtime
+    from incidentops.handlers.leader import LeadershipLost
     from incidentops.intake import run_receiver
 
     async def main() -> None:
@@ -103,6 +104,9 @@ def _run_operator(settings: Settings, on_ready: Any = None) -> int:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except LeadershipLost as exc:
+        logging.getLogger("incidentops").error("operator stopped: %s", exc)  # already explained, no traceback
+        return 1
     except Exception as exc:
         logging.getLogger("incidentops").error("operator stopped: %s", exc, exc_info=exc)
         return 1

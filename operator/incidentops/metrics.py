@@ -64,6 +64,15 @@ SCHEDULER_LATENESS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+RECONCILE_ERRORS = Counter(
+    "incidentops_reconcile_errors_total",
+    "Failed looks at an incident, by kind: temporary (retried with backoff), permanent (shown on the "
+    "incident, retried slowly and on change) or other (a bug: retried with backoff).",
+    ["kind"],
+    registry=REGISTRY,
+)
+for _kind in ("temporary", "permanent", "other"):
+    RECONCILE_ERRORS.labels(_kind)  # every kind at 0 from the start, so rate() and alerts see it
 SCHEDULER_QUEUE = Gauge(
     "incidentops_scheduler_queued_incidents",
     "Open incidents the scheduler keeps a next deadline for.",

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
         default=16, ge=1, le=256, description="Incidents the scheduler processes at the same time."
     )
     kubeconfig: Path | None = Field(default=None, description="Kubeconfig to use; in-cluster config when unset.")
+    api_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="Deadline of every Kubernetes API request, ours and Kopf's (watches keep their own "
+        "timeouts): a frozen or unreachable API server fails a request within this, so it is retried "
+        "instead of holding a look at an incident or a Lease renewal.",
+    )
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod

@@ -23,6 +23,10 @@ CLASSIFIED = "Classified"  # Event: severity/type set by a classification rule
 DEFAULT_SEVERITY = "DefaultSeverity"  # Event: no rule matched, the policy's defaultSeverity applies
 SEVERITY_CHANGED = "SeverityChanged"  # Event: the effective severity changed (deadlines recomputed)
 
+# --- Incident Ready: the API server refuses what looking at the incident needs (permanent errors) -
+API_FORBIDDEN = "APIForbidden"  # 403: the operator's RBAC does not allow a request (the message names it)
+API_REJECTED = "APIRejected"  # another 4xx (400, 404, 422 ...): the server refused a request as such
+
 # --- EscalationPolicy Ready: channels and their Secrets ------------------------------------------
 CHANNELS_READY = "ChannelsReady"  # every channel's Secret exists, is labelled and has its key
 SECRET_NOT_FOUND = "SecretNotFound"  # a secretKeyRef names a Secret that does not exist

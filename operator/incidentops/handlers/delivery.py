@@ -18,7 +18,6 @@ import functools
 from dataclasses import dataclass
 
 import aiohttp
-from kubernetes_asyncio import client
 
 from incidentops import kube, notify
 from incidentops.api import CHANNEL_SECRET_LABEL, EscalationPolicy, Incident
@@ -48,7 +47,7 @@ class Deliverer:
         self.retry = retry
         # A burst of pages through one channel reads its Secret once; a rotated
         # Secret is used within `cache_seconds`.
-        self.secrets: TTLCache[client.V1Secret | None] = TTLCache(deps.settings.cache_seconds)
+        self.secrets: TTLCache[kube.Secret | None] = TTLCache(deps.settings.cache_seconds)
 
     async def secrets_for(self, namespace: str, channel: ChannelSpec) -> dict[str, str]:
         values: dict[str, str] = {}

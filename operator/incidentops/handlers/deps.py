@@ -11,8 +11,7 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubernetes_asyncio import client
-
+from incidentops import kube
 from incidentops.settings import Settings
 
 
@@ -25,5 +24,5 @@ def utcnow() -> datetime.datetime:
 @dataclass(frozen=True)
 class Dependencies:
     settings: Settings
-    api: client.ApiClient
+    api: kube.ApiClient
     clock: Callable[[], datetime.datetime] = field(default=utcnow)

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import aiohttp
 import kopf
-from kubernetes_asyncio import client
 
 from incidentops import kube, metrics, notify
 from incidentops.handlers import registry as registry_module
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
-from incidentops.handlers.leader import ElectionSettings, LeaseElector
+from incidentops.handlers.leader import ElectionSettings, LeadershipLost, LeaseElector
 from incidentops.handlers.reconciler import Reconciler
+from incidentops.handlers.refusals import RefusalReporter
 from incidentops.handlers.scheduler import Scheduler
 from incidentops.settings import Settings
 
@@ -45,11 +45,11 @@ class Task:
     run: Callable[[asyncio.Event], Awaitable[None]]
 
 
-Receiver = Callable[[Settings, client.ApiClient, asyncio.Event], Awaitable[None]]
+Receiver = Callable[[Settings, kube.ApiClient, asyncio.Event], Awaitable[None]]
 """``run_receiver(settings, api, stop)``: serves until ``stop`` is set."""
 
 
-def _receiver_task(receiver: Receiver, settings: Settings, api: client.ApiClient) -> Task:
+def _receiver_task(receiver: Receiver, settings: Settings, api: kube.ApiClient) -> Task:
     """The Alertmanager receiver as a part of the process, on the operator's API client."""
     return Task("receiver", lambda stop: receiver(settings, api, stop))
 
@@ -58,7 +58,7 @@ async def _run_part(part: Task, stop: asyncio.Event) -> None:
     await part.run(stop)
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, *, api_timeout: float = kube.DEFAULT_TIMEOUT) -> None:
     """Kopf's settings, applied once at start-up."""
     prefix = "incidentops.dev"
     # Progress and the last handled spec live in annotations: status is our API.
@@ -71,7 +71,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Watches that go silent (lost connections, proxies) are restarted (nolar/kopf#204).
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
+    # Kopf's other requests (patches, lists, events) have the same deadline as ours.
+    settings.networking.request_timeout = api_timeout
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # Our runtime, not Kopf, ends the process once every part has stopped (and
     # `incidentops dev` must still stop its control plane afterwards).
@@ -94,7 +95,7 @@ async def run(
         # Kopf and our client read the same file, so both act as one identity.
         os.environ["KUBECONFIG"] = str(settings.kubeconfig)
     stop_flag = stop_flag or asyncio.Event()
-    api = await kube.api_client(settings.kubeconfig)
+    api = await kube.api_client(settings.kubeconfig, request_timeout=settings.api_timeout_seconds)
     deps = Dependencies(settings=settings, api=api)
     session = aiohttp.ClientSession()
     retry = notify.RetryPolicy(
@@ -104,21 +105,25 @@ async def run(
         budget=settings.delivery_budget_seconds,
     )
     reconciler = Reconciler(deps, Deliverer(deps, session, retry))
-    scheduler = Scheduler(reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency)
+    refusals = RefusalReporter(deps, reconciler.written)
+    scheduler = Scheduler(
+        reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency, on_refusal=refusals.show
+    )
     registry = registry_module.build(deps, scheduler, reconciler)
     stop_all = asyncio.Event()
     announced = asyncio.Event()
 
     def announce(role: str) -> None:
-        if announced.is_set():
-            return
-        announced.set()
         # Kopf's own signal handlers fail on a second signal; ours stop every part,
-        # Kopf included, and tolerate any number of signals.
+        # Kopf included, and tolerate any number of signals. Kopf installs its own each
+        # time it starts (after every takeover too), so ours are put back each time.
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop_flag.set)
+        if announced.is_set():
+            return
+        announced.set()
         logger.info("incidentops is ready (%s)", role)  # tests and scripts wait for this line
         if ready_flag is not None:
             ready_flag.set()
@@ -126,7 +131,7 @@ async def run(
     async def leader_parts(leader_stop: asyncio.Event) -> None:
         """Kopf and the scheduler: what only the leader runs."""
         kopf_settings = kopf.OperatorSettings()
-        configure_kopf(kopf_settings)
+        configure_kopf(kopf_settings, api_timeout=settings.api_timeout_seconds)
         kopf_ready = asyncio.Event()
         namespaces = settings.watch_namespaces
         inner = {
@@ -155,11 +160,18 @@ async def run(
             leader_stop.set()
             ready_waiter.cancel()
             stop_waiter.cancel()
-            await asyncio.wait(inner.values(), timeout=10)
+            try:
+                # No time limit of our own: the elector (or, without one, the runtime) decides
+                # how long the parts may take to stop, and cancels us when that is up.
+                await asyncio.wait(inner.values())
+            finally:
+                # Cancelled or not, Kopf and the scheduler end before we do: nothing of the
+                # leader may outlive its "stopped leading".
+                for task in inner.values():
+                    task.cancel()
+                await asyncio.wait(inner.values())
         for task in inner.values():
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled() and task.exception() is not None:
+            if not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"{task.get_name()} failed") from task.exception()
 
     if settings.leader_election:
@@ -188,7 +200,12 @@ async def run(
     try:
         done, _ = await asyncio.wait([waiter, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not waiter and not task.cancelled() and task.exception():
+            if task is waiter or task.cancelled() or task.exception() is None:
+                continue
+            if isinstance(task.exception(), LeadershipLost):
+                # Expected when the API server is unreachable for too long: no bug, no traceback.
+                logger.error("%s; stopping the operator (it starts again as a candidate)", task.exception())
+            else:
                 logger.error("%s failed; stopping the operator", task.get_name(), exc_info=task.exception())
     finally:
         stop_all.set()
@@ -204,4 +221,7 @@ async def run(
         await api.close()
     failed = [t for t in tasks.values() if not t.cancelled() and t.exception() is not None]
     if failed and not stop_flag.is_set():
+        lost = failed[0].exception()
+        if isinstance(lost, LeadershipLost):
+            raise lost
         raise RuntimeError(f"operator part {failed[0].get_name()!r} failed") from failed[0].exception()

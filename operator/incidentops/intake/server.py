@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import hdrs, web
-from kubernetes_asyncio import client
 
+from incidentops import kube
 from incidentops.intake.auth import AuthResult, Tokens
 from incidentops.intake.payload import PayloadError, WebhookPayload, parse
 from incidentops.intake.writer import IncidentWriter, Outcome, WriteError
@@ -204,7 +204,7 @@ async def _reload_certificates(context: ssl.SSLContext, cert: Path, key: Path, s
 # --- the task ---------------------------------------------------------------------------------------
 
 
-async def run_receiver(settings: Settings, api: client.ApiClient, stop: asyncio.Event) -> None:
+async def run_receiver(settings: Settings, api: kube.ApiClient, stop: asyncio.Event) -> None:
     """Serve the receiver until ``stop`` is set.
 
     Without a token file the receiver stays off (the operator never takes

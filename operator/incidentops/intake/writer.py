@@ -46,8 +46,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from incidentops import kube
@@ -206,7 +204,7 @@ class IncidentWriter:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: kube.ApiClient,
         *,
         operator_namespace: str,
         allow_alert_namespace: bool = False,
@@ -215,7 +213,6 @@ class IncidentWriter:
     ) -> None:
         self.api = api
         self.timeout = timeout
-        self.custom = client.CustomObjectsApi(api)
         self.operator_namespace = operator_namespace
         self.allow_alert_namespace = allow_alert_namespace
         self.watch_namespaces = list(watch_namespaces)
@@ -239,7 +236,7 @@ class IncidentWriter:
                 return await self._apply_retrying(snapshot)
         except WriteError:
             raise
-        except ApiException as exc:
+        except kube.ApiError as exc:
             raise WriteError(f"the API server answered {exc.status} {exc.reason}".rstrip()) from exc
         except kube.StatusConflictError as exc:
             raise WriteError(str(exc)) from exc
@@ -258,10 +255,10 @@ class IncidentWriter:
         for attempt in range(_TRANSIENT_ATTEMPTS):
             try:
                 return await self.apply(snapshot.payload, snapshot.received_at)
-            except ApiException as exc:
+            except kube.ApiError as exc:
                 if exc.status not in _TRANSIENT_STATUS or attempt + 1 == _TRANSIENT_ATTEMPTS:
                     raise
-                delay = _retry_after(exc) or 0.25 * 2**attempt
+                delay = kube.retry_after(exc) or 0.25 * 2**attempt
             except (aiohttp.ClientConnectionError, ConnectionError):
                 if attempt + 1 == _TRANSIENT_ATTEMPTS:
                     raise
@@ -375,18 +372,13 @@ class IncidentWriter:
         if known is not None and known[0] == namespace:
             try:
                 return await kube.read(self.api, kube.INCIDENTS, namespace, known[1])
-            except ApiException as exc:
+            except kube.ApiError as exc:
                 if exc.status != 404:
                     raise
             self._forget(gid)
-        result = await self.custom.list_namespaced_custom_object(
-            kube.INCIDENTS.group,
-            kube.INCIDENTS.version,
-            namespace,
-            kube.INCIDENTS.plural,
-            label_selector=f"{alertgroups.ALERT_GROUP_LABEL}={gid}",
+        items = await kube.list_objects(
+            self.api, kube.INCIDENTS, namespace, label_selector=f"{alertgroups.ALERT_GROUP_LABEL}={gid}"
         )
-        items: list[dict[str, Any]] = result.get("items") or []
         if not items:
             return None
         return max(items, key=alertgroups.sequence_of)
@@ -414,10 +406,8 @@ class IncidentWriter:
         body.pop("status", None)  # the status subresource ignores it on create; written next
         name = body["metadata"]["name"]
         try:
-            created: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-                kube.INCIDENTS.group, kube.INCIDENTS.version, namespace, kube.INCIDENTS.plural, body
-            )
-        except ApiException as exc:
+            created = await kube.create(self.api, kube.INCIDENTS, namespace, body)
+        except kube.ApiError as exc:
             if exc.status == 404 and namespace != self.operator_namespace:
                 raise _NamespaceMissing(namespace) from exc
             if exc.status != 409:
@@ -462,21 +452,20 @@ class IncidentWriter:
         if target.kind != "Pod" or target.name is None:
             return target
         namespace = target.namespace or default_namespace
-        core, apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
         try:
-            pod = await core.read_namespaced_pod(target.name, namespace)
+            pod = await kube.read_pod(self.api, namespace, target.name)
             owner = _controller(pod.metadata.owner_references)
             if owner is None:
                 return target
             if owner.kind == "ReplicaSet":
-                replicaset = await apps.read_namespaced_replica_set(owner.name, namespace)
+                replicaset = await kube.read_replica_set(self.api, namespace, owner.name)
                 deployment = _controller(replicaset.metadata.owner_references)
                 if deployment is not None and deployment.kind == "Deployment":
                     return Target(kind="Deployment", name=deployment.name, namespace=target.namespace)
                 return Target(kind="ReplicaSet", name=owner.name, namespace=target.namespace)
             if owner.kind in ("StatefulSet", "DaemonSet"):
                 return Target(kind=owner.kind, name=owner.name, namespace=target.namespace)
-        except (ApiException, ValueError):
+        except (kube.ApiError, ValueError):
             pass  # gone or forbidden: the Pod itself is still a fine target
         return target
 
@@ -505,12 +494,3 @@ def _controller(references: list[Any] | None) -> Any:
         if getattr(ref, "controller", False):
             return ref
     return None
-
-
-def _retry_after(exc: ApiException) -> float | None:
-    headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

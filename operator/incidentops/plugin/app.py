@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from incidentops.kube import INCIDENTS
+from incidentops import kube
+from incidentops.kube import INCIDENTS, Connection
 from incidentops.plugin import args as cli_args
 from incidentops.plugin import logic, render
 from incidentops.plugin.connection import (
     INCIDENTS_RESOURCE,
-    Connection,
     PluginError,
     Request,
     connect,
@@ -39,7 +37,6 @@ Body = dict[str, Any]
 T = TypeVar("T")
 
 WRITE_ATTEMPTS = 5
-MERGE_PATCH = "application/merge-patch+json"
 
 
 class Conflict(Exception):
@@ -66,69 +63,37 @@ class Session:
     async def _call(self, request: Request, call: Awaitable[T]) -> T:
         try:
             return await call
-        except ApiException as exc:
+        except kube.ApiError as exc:
             if exc.status == 409:
                 raise (AlreadyExists if request.verb == "create" else Conflict)(explain(exc, request)) from exc
             raise PluginError(explain(exc, request)) from exc
 
-    @property
-    def _custom(self) -> Any:
-        return client.CustomObjectsApi(self.conn.api)
-
     async def get(self, name: str) -> Body:
-        result: Body = await self._call(
+        return await self._call(
             Request("get", namespace=self.namespace, name=name),
-            self._custom.get_namespaced_custom_object(
-                INCIDENTS.group,
-                INCIDENTS.version,
-                self.namespace,
-                INCIDENTS.plural,
-                name,
-                **self.conn.call_options(),
-            ),
+            kube.read(self.conn.api, INCIDENTS, self.namespace, name),
         )
-        return result
 
     async def list_incidents(self, all_namespaces: bool) -> list[Body]:
-        if all_namespaces:
-            call = self._custom.list_cluster_custom_object(
-                INCIDENTS.group, INCIDENTS.version, INCIDENTS.plural, **self.conn.call_options()
-            )
-        else:
-            call = self._custom.list_namespaced_custom_object(
-                INCIDENTS.group, INCIDENTS.version, self.namespace, INCIDENTS.plural, **self.conn.call_options()
-            )
-        result = await self._call(Request("list", namespace=None if all_namespaces else self.namespace), call)
-        items: list[Body] = result.get("items") or []
+        namespace = None if all_namespaces else self.namespace
+        items = await self._call(
+            Request("list", namespace=namespace), kube.list_objects(self.conn.api, INCIDENTS, namespace)
+        )
         for item in items:  # a list's items carry no apiVersion/kind; -o json/yaml should show them
             item.setdefault("apiVersion", f"{INCIDENTS.group}/{INCIDENTS.version}")
             item.setdefault("kind", INCIDENTS.kind)
         return items
 
     async def patch(self, name: str, patch: Body) -> Body:
-        result: Body = await self._call(
+        return await self._call(
             Request("patch", namespace=self.namespace, name=name),
-            self._custom.patch_namespaced_custom_object(
-                INCIDENTS.group,
-                INCIDENTS.version,
-                self.namespace,
-                INCIDENTS.plural,
-                name,
-                patch,
-                _content_type=MERGE_PATCH,
-                **self.conn.call_options(),
-            ),
+            kube.patch(self.conn.api, INCIDENTS, self.namespace, name, patch),
         )
-        return result
 
     async def create(self, body: Body) -> Body:
-        result: Body = await self._call(
-            Request("create", namespace=self.namespace),
-            self._custom.create_namespaced_custom_object(
-                INCIDENTS.group, INCIDENTS.version, self.namespace, INCIDENTS.plural, body, **self.conn.call_options()
-            ),
+        return await self._call(
+            Request("create", namespace=self.namespace), kube.create(self.conn.api, INCIDENTS, self.namespace, body)
         )
-        return result
 
     async def events(self, body: Body) -> list[Body] | None:
         """The incident's Events, or None when they cannot be read (no right to: not worth failing over)."""
@@ -136,26 +101,19 @@ class Session:
         selector = f"involvedObject.kind={INCIDENTS.kind},involvedObject.name={meta.get('name')}"
         if meta.get("uid"):
             selector += f",involvedObject.uid={meta['uid']}"
-        core = client.CoreV1Api(self.conn.api)
         try:
-            result = await core.list_namespaced_event(
-                self.namespace, field_selector=selector, **self.conn.call_options()
-            )
-        except ApiException as exc:
+            return await kube.list_events(self.conn.api, self.namespace, selector)
+        except kube.ApiError as exc:
             if exc.status in (403, 404):
                 return None
             raise PluginError(explain(exc, Request("list", "events", self.namespace))) from exc
-        events: list[Body] = self.conn.api.sanitize_for_serialization(result).get("items") or []
-        return events
 
     async def identity(self) -> str:
         """Who the API server says the caller is (SelfSubjectReview), asked once per invocation."""
         if self._identity is None:
-            auth = client.AuthenticationV1Api(self.conn.api)
-            review = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
             try:
-                result = await auth.create_self_subject_review(review, **self.conn.call_options())
-            except ApiException as exc:
+                username = await kube.whoami(self.conn.api)
+            except kube.ApiError as exc:
                 if exc.status == 404:
                     raise PluginError(
                         "cannot tell who you are: the cluster does not serve SelfSubjectReview "
@@ -165,11 +123,9 @@ class Session:
                     "cannot tell who you are: "
                     + explain(exc, Request("create", "selfsubjectreviews.authentication.k8s.io"))
                 ) from exc
-            user_info = result.status.user_info if result.status else None
-            username = user_info.username if user_info else None
             if not username:
                 raise PluginError("cannot tell who you are: the cluster's SelfSubjectReview named no user")
-            self._identity = str(username)
+            self._identity = username
         return self._identity
 
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +395,7 @@ class ControlPlane(_Cluster):
         for proc in reversed(self._processes):
             if proc.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
+                    proc.popen.send_signal(signal.SIGCONT)  # a frozen process could not handle SIGTERM
                     proc.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in reversed(self._processes):
@@ -406,6 +407,22 @@ class ControlPlane(_Cluster):
         self._processes.clear()
         if self._own_workdir and not _truthy(os.environ.get("INCIDENTOPS_KEEP_CONTROLPLANE")):
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def frozen(self, name: str = "kube-apiserver") -> Iterator[None]:
+        """The component ``name`` stopped (SIGSTOP) for the block, continued (SIGCONT) after it.
+
+        What a hung or partitioned API server looks like to its clients: the
+        kernel still accepts their connections, nothing answers, and whatever
+        was sent is served once it thaws. For failover tests: only a deadline
+        on the client side gets a caller out.
+        """
+        proc = next(p for p in self._processes if p.name == name)
+        proc.popen.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            proc.popen.send_signal(signal.SIGCONT)
 
     @property
     def pids(self) -> dict[str, int]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from incidentops import kube
 from incidentops.plugin import connection
 from incidentops.plugin.connection import PluginError, Request, explain
 
@@ -62,7 +64,8 @@ def test_other_answers() -> None:
 
 def test_unreachable() -> None:
     assert connection.unreachable(None, TimeoutError()) == "cannot reach the cluster: timed out"
-    conn = connection.Connection(api=None, namespace="ops", server="https://k:6443", context="prod", request_timeout=2)  # type: ignore[arg-type]
+    api = SimpleNamespace(request_timeout=2)
+    conn = kube.Connection(api=api, namespace="ops", server="https://k:6443", context="prod")  # type: ignore[arg-type]
     assert connection.unreachable(conn, TimeoutError()) == (
         'cannot reach the cluster at https://k:6443 (context "prod"): timed out after 2s (--request-timeout)'
     )
@@ -89,9 +92,9 @@ def write_kubeconfig(path: Path, contexts: dict[str, str | None], current: str |
 
 
 def test_kubeconfig_paths(tmp_path: Path) -> None:
-    assert connection.kubeconfig_paths("/a", {"KUBECONFIG": "/b"}) == ["/a"]
-    assert connection.kubeconfig_paths(None, {"KUBECONFIG": f"/b{os.pathsep}/c{os.pathsep}"}) == ["/b", "/c"]
-    assert connection.kubeconfig_paths(None, {}) == [os.path.expanduser("~/.kube/config")]
+    assert kube.kubeconfig_paths("/a", {"KUBECONFIG": "/b"}) == ["/a"]
+    assert kube.kubeconfig_paths(None, {"KUBECONFIG": f"/b{os.pathsep}/c{os.pathsep}"}) == ["/b", "/c"]
+    assert kube.kubeconfig_paths(None, {}) == [os.path.expanduser("~/.kube/config")]
 
 
 async def test_the_current_contexts_namespace_is_the_default(tmp_path: Path) -> None:
@@ -99,13 +102,13 @@ async def test_the_current_contexts_namespace_is_the_default(tmp_path: Path) -> 
     conn = await connection.connect(str(path), None, 5)
     try:
         assert (conn.namespace, conn.context, conn.server) == ("payments", "one", "https://127.0.0.1:6443")
-        assert conn.call_options() == {"_request_timeout": 5}
+        assert conn.api.request_timeout == 5  # --request-timeout is the deadline of every request
     finally:
         await conn.close()
     conn = await connection.connect(str(path), "two", None)
     try:
         assert (conn.namespace, conn.context) == ("default", "two")
-        assert conn.call_options() == {}
+        assert conn.api.request_timeout is None
     finally:
         await conn.close()
 

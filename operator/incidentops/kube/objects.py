@@ -1,9 +1,11 @@
-"""The one place that builds the Kubernetes client, and writes our status.
+"""Reading and writing objects: our custom resources, Secrets, Events, and what the receiver and the
+plugin need of Pods, ReplicaSets and the caller's identity.
 
-Where it sits: below the handlers, the scheduler and the receiver, beside
-``actions`` and ``notify``. Kopf logs in with the same kubeconfig (or the
-in-cluster ServiceAccount) that this module loads, so the operator talks to the
-API server under one identity.
+Where it sits: in ``incidentops.kube``, below the handlers, the scheduler, the
+receiver and the plugin, beside ``actions`` and ``notify``. The functions take
+the client of ``client.py`` (every request has its deadline there) and raise
+:data:`~incidentops.kube.errors.ApiError` for the API server's refusals; what
+a refusal means is ``errors.py``'s to say.
 
 Status is the operator's only memory, so every write of it goes through
 :func:`write_status`: a full replacement of ``status`` (a merge patch would
@@ -21,13 +23,13 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from incidentops.api import GROUP, VERSION
+from incidentops.kube.errors import StatusConflictError
 
 logger = logging.getLogger("incidentops.kube")
 
@@ -35,17 +37,10 @@ Body = dict[str, Any]
 # Given the object as it is now, return the whole status it should have
 # (None: leave it alone). Called again on every conflict, with a fresh read.
 StatusMutation = Callable[[Body], Awaitable[Body | None] | Body | None]
+Secret = client.V1Secret
+"""A Secret as :func:`read_secret` returns it (``.metadata.labels``, ``.data`` in base64)."""
 
-
-async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
-    """An API client from a kubeconfig (``KUBECONFIG``), else the in-cluster ServiceAccount."""
-    path = kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
-    configuration = client.Configuration()
-    if path is not None:
-        await config.load_kube_config(config_file=str(path), client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return client.ApiClient(configuration)
+MERGE_PATCH = "application/merge-patch+json"
 
 
 @dataclass(frozen=True)
@@ -66,14 +61,6 @@ INCIDENTS = Resource("incidents", "Incident")
 POLICIES = Resource("escalationpolicies", "EscalationPolicy")
 
 
-class StatusConflictError(RuntimeError):
-    """The object kept changing under us; Kopf retries the handler later."""
-
-
-def is_status(exc: BaseException, *codes: int) -> bool:
-    return isinstance(exc, ApiException) and exc.status in codes
-
-
 async def read(api: client.ApiClient, resource: Resource, namespace: str, name: str) -> Body:
     custom = client.CustomObjectsApi(api)
     result: Body = await custom.get_namespaced_custom_object(
@@ -82,16 +69,40 @@ async def read(api: client.ApiClient, resource: Resource, namespace: str, name: 
     return result
 
 
-async def list_objects(api: client.ApiClient, resource: Resource, namespace: str | None = None) -> list[Body]:
+async def list_objects(
+    api: client.ApiClient, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
+) -> list[Body]:
+    """The objects of one namespace (all namespaces when None), optionally those matching ``label_selector``."""
     custom = client.CustomObjectsApi(api)
+    selector: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
     if namespace:
         result = await custom.list_namespaced_custom_object(
-            resource.group, resource.version, namespace, resource.plural
+            resource.group, resource.version, namespace, resource.plural, **selector
         )
     else:
-        result = await custom.list_cluster_custom_object(resource.group, resource.version, resource.plural)
-    items: list[Body] = result.get("items", [])
+        result = await custom.list_cluster_custom_object(resource.group, resource.version, resource.plural, **selector)
+    items: list[Body] = result.get("items") or []
     return items
+
+
+async def create(api: client.ApiClient, resource: Resource, namespace: str, body: Mapping[str, Any]) -> Body:
+    """Create the object; 409 (:data:`ApiError`) when one of that name exists."""
+    custom = client.CustomObjectsApi(api)
+    created: Body = await custom.create_namespaced_custom_object(
+        resource.group, resource.version, namespace, resource.plural, body
+    )
+    return created
+
+
+async def patch(api: client.ApiClient, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> Body:
+    """A JSON merge patch of the object (put ``metadata.resourceVersion`` in it for a precondition)."""
+    custom = client.CustomObjectsApi(api)
+    # Custom resources take no strategic merge patch, which is the client's pick for a dict;
+    # `_content_type` is a real parameter that the type stubs leave out.
+    patched: Body = await custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+        resource.group, resource.version, namespace, resource.plural, name, body, _content_type=MERGE_PATCH
+    )
+    return patched
 
 
 async def write_status(
@@ -149,11 +160,11 @@ async def write_status(
     raise StatusConflictError(f"{resource.kind} {namespace}/{name}: status kept conflicting after {attempts} attempts")
 
 
-async def read_secret(api: client.ApiClient, namespace: str, name: str) -> client.V1Secret | None:
+async def read_secret(api: client.ApiClient, namespace: str, name: str) -> Secret | None:
     """A Secret, or None when it does not exist. Callers must never log its data."""
     core = client.CoreV1Api(api)
     try:
-        secret: client.V1Secret = await core.read_namespaced_secret(name, namespace)
+        secret: Secret = await core.read_namespaced_secret(name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -210,3 +221,33 @@ async def post_event(
         )
         return False
     return True
+
+
+async def list_events(api: client.ApiClient, namespace: str, field_selector: str) -> list[Body]:
+    """The Events of ``namespace`` that match ``field_selector``, as plain dicts (``kubectl get -o json``)."""
+    result = await client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=field_selector)
+    events: list[Body] = api.sanitize_for_serialization(result).get("items") or []
+    return events
+
+
+async def read_pod(api: client.ApiClient, namespace: str, name: str) -> Any:
+    """A Pod (``.metadata.owner_references``: what controls it)."""
+    return await client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+
+
+async def read_replica_set(api: client.ApiClient, namespace: str, name: str) -> Any:
+    """A ReplicaSet (``.metadata.owner_references``: its Deployment)."""
+    return await client.AppsV1Api(api).read_namespaced_replica_set(name, namespace)
+
+
+async def whoami(api: client.ApiClient) -> str | None:
+    """The caller's user name as the API server sees it (SelfSubjectReview), None if it names none.
+
+    404 (:data:`ApiError`) when the cluster does not serve SelfSubjectReview
+    (authentication.k8s.io/v1, Kubernetes 1.28 or later).
+    """
+    review = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+    result = await client.AuthenticationV1Api(api).create_self_subject_review(review)
+    user_info = result.status.user_info if result.status else None
+    username = user_info.username if user_info else None
+    return str(username) if username else None

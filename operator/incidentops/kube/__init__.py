@@ -1,0 +1,98 @@
+"""The one layer that talks to the Kubernetes API (import-linter keeps kubernetes_asyncio in here).
+
+Where it sits: below the handlers, the scheduler, the receiver and the plugin,
+beside ``actions`` and ``notify``, above ``domain`` and ``api``. Its parts:
+
+- ``client.py``: builds the clients, each with a deadline on every request
+  (the operator's from one kubeconfig or the ServiceAccount; the plugin's as
+  kubectl reads kubeconfigs);
+- ``objects.py``: our resources (read, list, create, patch, the status write
+  under a resourceVersion precondition), Secrets, Events, Pods, ReplicaSets,
+  the caller's identity;
+- ``lease.py``: the Lease of leader election;
+- ``errors.py``: what a failure is (temporary, permanent, other) and how to say it.
+
+Callers use this package's names only, never its modules: tests replace these
+functions to stand in for the API server.
+"""
+
+from incidentops.kube.client import (
+    DEFAULT_TIMEOUT,
+    ApiClient,
+    Connection,
+    KubeconfigError,
+    api_client,
+    connect,
+    kubeconfig_paths,
+)
+from incidentops.kube.errors import (
+    ApiError,
+    ErrorKind,
+    StatusConflictError,
+    api_status,
+    describe,
+    error_kind,
+    is_status,
+    retry_after,
+    server_message,
+)
+from incidentops.kube.lease import LeaseRecord, create_lease, read_lease, replace_lease
+from incidentops.kube.objects import (
+    INCIDENTS,
+    POLICIES,
+    Body,
+    Resource,
+    Secret,
+    StatusMutation,
+    create,
+    list_events,
+    list_objects,
+    patch,
+    post_event,
+    read,
+    read_pod,
+    read_replica_set,
+    read_secret,
+    whoami,
+    write_status,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "INCIDENTS",
+    "POLICIES",
+    "ApiClient",
+    "ApiError",
+    "Body",
+    "Connection",
+    "ErrorKind",
+    "KubeconfigError",
+    "LeaseRecord",
+    "Resource",
+    "Secret",
+    "StatusConflictError",
+    "StatusMutation",
+    "api_client",
+    "api_status",
+    "connect",
+    "create",
+    "create_lease",
+    "describe",
+    "error_kind",
+    "is_status",
+    "kubeconfig_paths",
+    "list_events",
+    "list_objects",
+    "patch",
+    "post_event",
+    "read",
+    "read_lease",
+    "read_pod",
+    "read_replica_set",
+    "read_secret",
+    "replace_lease",
+    "retry_after",
+    "server_message",
+    "whoami",
+    "write_status",
+]
