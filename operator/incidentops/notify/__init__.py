@@ -42,8 +42,9 @@ from incidentops.notify.base import (
     IncidentRef,
     Notification,
     Outcome,
+    RateLimit,
 )
-from incidentops.notify.email import DEFAULT_SMTP_TIMEOUT, EmailChannel
+from incidentops.notify.email import EmailChannel
 from incidentops.notify.pagerduty import DEFAULT_URL as PAGERDUTY_URL
 from incidentops.notify.pagerduty import PagerDutyChannel
 from incidentops.notify.retry import Logger, RetryPolicy
@@ -61,6 +62,7 @@ __all__ = [
     "Notification",
     "Outcome",
     "PagerDutyChannel",
+    "RateLimit",
     "RenderedMessage",
     "RetryPolicy",
     "SlackChannel",
@@ -94,7 +96,7 @@ def build_channel(
     *,
     session: aiohttp.ClientSession,
     retry: RetryPolicy,
-    smtp_timeout: float = DEFAULT_SMTP_TIMEOUT,
+    smtp_timeout: float | None = None,
     log: Logger | None = None,
 ) -> Channel:
     """The channel an EscalationPolicy ``channels[]`` entry describes.
