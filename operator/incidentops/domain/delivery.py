@@ -21,7 +21,8 @@ The rules (DESIGN.md "Deliveries"):
 - Until when: it is delivered; or it is moot (planning afresh no longer lists
   it: acknowledged, resolved, a later round or episode, a policy edit); or it
   is :attr:`RetryRules.max_age` older than when it became due, and then it is
-  ``Failed``. A moot notification is recorded ``Skipped`` with the reason.
+  ``Failed``. A moot notification is recorded ``Skipped`` with the reason; as
+  nothing was sent, its channel does not count as reached.
 
 Why Secret problems are retried, even an unlabelled Secret: every one of them
 is fixed by a change to the Secret, which the operator cannot watch (it may
@@ -186,6 +187,8 @@ def moot(fresh: Plan, due: Due, episode: int) -> Moot | None:
     status = fresh.status
     if status.escalation is not None and due.key in status.escalation.notified:
         return Moot("already recorded", recorded=True)
+    if any(r.key == due.key and r.outcome is NotificationOutcome.SKIPPED for r in status.notifications):
+        return Moot("already recorded", recorded=True)
     if (status.episode or 1) != episode:
         return Moot(f"episode {status.episode} started")
     if cond.is_true(status.conditions, cond.RESOLVED):
@@ -218,15 +221,26 @@ def _label(due: Due) -> str:
 def record_outcomes(status: IncidentStatus, results: Sequence[Result], now: datetime.datetime) -> IncidentStatus:
     """``status`` with ``results`` recorded.
 
-    Delivered, Failed and Skipped go through ``record_deliveries`` (the key is
-    used up). A Pending one replaces the notification's record (attempts, last
-    error) and leaves the key due; only the first Pending of a notification
-    adds a timeline entry ("not delivered yet ...; retrying"), so a channel
-    that stays down for an hour does not push the incident's history out of
-    the bounded timeline.
+    Delivered and Failed go through ``record_deliveries``: the key is used up.
+    Skipped (moot) is recorded the same way but leaves ``escalation.notified``
+    as it was: nothing was sent, so the channel does not count as reached (it
+    is not told "acknowledged" of a page it never got); planning no longer
+    lists the key anyway, which is what made it moot. A Pending one replaces
+    the notification's record (attempts, last error) and leaves the key due;
+    only the first Pending of a notification adds a timeline entry ("not
+    delivered yet ...; retrying"), so a channel that stays down for an hour
+    does not push the incident's history out of the bounded timeline.
     """
-    final = [r for r in results if r[1] != PENDING]
+    final = [r for r in results if r[1] not in (PENDING, SKIPPED)]
     out = record_deliveries(status, final, now)
+    for result in results:
+        if result[1] != SKIPPED:
+            continue
+        skipped = record_deliveries(out, [result], now)
+        cursor = skipped.escalation
+        if cursor is not None and out.escalation is not None:
+            cursor = cursor.model_copy(update={"notified": out.escalation.notified})
+        out = skipped.model_copy(update={"escalation": cursor})
     for due, outcome, attempts, message in results:
         if outcome != PENDING:
             continue

@@ -112,6 +112,23 @@ def test_a_recorded_one_is_moot_with_nothing_to_write() -> None:
     assert gone is not None and gone.recorded
 
 
+def test_a_moot_one_is_recorded_skipped_and_its_channel_not_reached() -> None:
+    inc, selection, first = _paged()
+    page = first.due[0]
+    pending = delivery.record_outcomes(first.status, [(page, "Pending", 1, "HTTP 503")], at(0))
+    acked = with_spec(with_status(inc, pending), acknowledgement=mark(2))
+    gone = delivery.moot(plan(acked, selection, at(3)), page, 1)
+    assert gone is not None
+    skipped = delivery.record_outcomes(pending, [(page, "Skipped", 1, f"moot: {gone.reason}")], at(3))
+    (record,) = [r for r in skipped.notifications if r.key == page.key]
+    assert (record.outcome, record.message) == (NotificationOutcome.SKIPPED, "moot: the incident was acknowledged")
+    assert skipped.escalation is not None and page.key not in skipped.escalation.notified
+    after = plan(with_spec(with_status(inc, skipped), acknowledgement=mark(2)), selection, at(4))
+    assert after.due == (), "the pager never got the page: it is not told of the acknowledgement"
+    again = delivery.moot(after, page, 1)
+    assert again is not None and again.recorded
+
+
 def test_pending_then_sent_is_recorded_once_in_the_timeline() -> None:
     _, _, first = _paged()
     page = first.due[0]
