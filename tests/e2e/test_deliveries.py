@@ -65,21 +65,14 @@ def test_a_dead_channel_does_not_delay_acknowledgement_or_resolution(
     eventually("the live channel's page", lambda: webhook_events(receivers, "stuck"))
     eventually("the dead channel being attempted", lambda: receivers.of(refused=True, incident="stuck"))
 
-    acked = plugin(cluster, "ack", "stuck", "-n", namespace)
-    assert acked.returncode == 0, acked.stderr
-    done = time.monotonic()
-    eventually("Acknowledged", lambda: phase(cluster, namespace, "stuck") == "Acknowledged", interval=0.1)
-    assert time.monotonic() - done < STATE_WITHIN
-    dead_record = records(cluster, namespace, "stuck").get("dead")
-    assert dead_record is None or dead_record["outcome"] == "Pending", "seen while the dead page is still attempted"
-
-    resolved = plugin(cluster, "resolve", "stuck", "-n", namespace, "--summary", "fixed")
-    assert resolved.returncode == 0, resolved.stderr
-    done = time.monotonic()
-    eventually("Resolved", lambda: phase(cluster, namespace, "stuck") == "Resolved", interval=0.1)
-    assert time.monotonic() - done < STATE_WITHIN
-    dead_record = records(cluster, namespace, "stuck").get("dead")
-    assert dead_record is None or dead_record["outcome"] == "Pending", "still being attempted"
+    for verb, args, state in (("ack", (), "Acknowledged"), ("resolve", ("--summary", "fixed"), "Resolved")):
+        done = plugin(cluster, verb, "stuck", "-n", namespace, *args)
+        assert done.returncode == 0, done.stderr
+        returned = time.monotonic()
+        eventually(state, lambda s=state: phase(cluster, namespace, "stuck") == s, interval=0.1)
+        assert time.monotonic() - returned < STATE_WITHIN
+        dead_record = records(cluster, namespace, "stuck").get("dead")
+        assert dead_record is None or dead_record["outcome"] == "Pending", "seen while the dead page is attempted"
 
     # Once its attempt times out, the dead page is moot (acknowledged): recorded Skipped, not retried.
     skipped = eventually(
