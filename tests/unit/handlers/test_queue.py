@@ -189,6 +189,8 @@ async def test_slack_is_paced_and_429_pauses_the_destination(harness: Harness) -
     harness.secret()
     slack = "/slack/T000/B000/SLACKSECRETPATH0123"
     harness.peer.script(slack, Reply(429, "rate_limited", headers={"Retry-After": "5"}))
+    arrivals: list[float] = []
+    harness.peer.validators[slack] = lambda _: arrivals.append(now()) or []
     harness.policy([{"name": "on-call", "after": "0s", "notify": ["chat"]}])
     for i in range(4):
         harness.declare(f"storm-{i}")
@@ -204,6 +206,10 @@ async def test_slack_is_paced_and_429_pauses_the_destination(harness: Harness) -
     assert len(received) == 5, "the 429 was refused once; nothing else was dropped or sent twice"
     keys = [r.json()["blocks"][-1]["elements"][-1]["text"] for r in received]
     assert len(set(keys)) == 4
+    # One a second; the 429 at 0 s held the webhook (every notification to it) for its 5 s.
+    assert arrivals[0] == pytest.approx(0, abs=0.1)
+    assert [round(t - arrivals[1], 1) for t in arrivals[1:]] == [0, 1, 2, 3]
+    assert arrivals[1] == pytest.approx(5, abs=0.1)
 
 
 async def test_a_pagerduty_storm_keeps_to_120_a_minute(harness: Harness) -> None:
