@@ -48,8 +48,16 @@ ESCALATIONS = Counter(
 )
 NOTIFICATIONS = Counter(
     "incidentops_notifications_total",
-    "Notification deliveries, by channel type, event and outcome.",
+    "Outcomes of notification attempts, by channel type, event and outcome: Delivered, Pending (failed, "
+    "retried later), Failed (refused for good, or given up), Skipped (moot before it was delivered).",
     ["channel_type", "event", "outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_IN_PROGRESS = Gauge(
+    "incidentops_notifications_in_progress",
+    "Notifications the delivery queue holds: sending (or waiting for their destination's rate limit), "
+    "or retrying (waiting for the next attempt).",
+    ["state"],
     registry=REGISTRY,
 )
 SLA_BREACHES = Counter(

@@ -61,22 +61,31 @@ class Settings(BaseSettings):
     policy_recheck_seconds: float = Field(
         default=30,
         gt=0,
-        description="How often a policy that is not Ready (a channel Secret missing, unlabelled or "
-        "without its key) is checked again.",
-    )
-    delivery_attempts: int = Field(
-        default=5, ge=1, le=20, description="Attempts per notification on 429, 5xx and connection errors."
+        description="How often every policy's Ready condition is checked again (its channel Secrets: missing, "
+        "unlabelled or without their key), besides on every change of the policy and whenever a delivery "
+        "meets a Secret problem or a channel's health changes.",
     )
     delivery_initial_delay_seconds: float = Field(
-        default=1.0, ge=0, description="Backoff before the first retry of a notification; doubles each time."
-    )
-    delivery_timeout_seconds: float = Field(default=10.0, gt=0, description="Time limit of one delivery attempt.")
-    delivery_budget_seconds: float = Field(
-        default=30.0,
+        default=1.0,
         ge=0,
-        description="Longest total backoff for one notification. A look at an incident waits for its "
-        "deliveries, so a channel that is down must not hold the scheduler for long: the attempt is then "
-        "recorded Failed and escalation goes on.",
+        description="Backoff before the first retry of a notification that failed for a transient reason "
+        "(5xx, 408, 429, a time-out, a channel Secret not there yet); it doubles each time, with jitter.",
+    )
+    delivery_max_delay_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Cap of the retry backoff: a channel that is down is tried again at least this often.",
+    )
+    delivery_max_age_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A notification still not delivered this long after it became due is given up (Failed); "
+        "until then it is retried under the same key, unless it becomes moot (acknowledged, resolved ...).",
+    )
+    delivery_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time limit of one delivery attempt: the whole HTTP exchange, or the whole SMTP session.",
     )
     leader_election: bool = Field(
         default=True,

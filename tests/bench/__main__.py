@@ -33,6 +33,7 @@ from tests.bench import common
 BENCHMARKS = {
     "escalation": "tests.bench.escalation",  # issue 3
     "intake": "tests.bench.intake",  # issue 4, once it exists
+    "storm": "tests.bench.storm",  # a paging storm through one PagerDuty routing key
 }
 
 

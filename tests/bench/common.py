@@ -277,6 +277,27 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: fl
         time.sleep(interval)
 
 
+def wait_policy_ready(cluster: Any, namespace: str, name: str, timeout: float = 60) -> None:
+    """Until the EscalationPolicy ``name`` is Ready (its channels' Secrets checked by the operator)."""
+    wait_until(
+        f"the {name} policy to be Ready",
+        lambda: (
+            "True"
+            in cluster.kubectl(
+                "get",
+                "escalationpolicy",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                check=False,
+            ).stdout
+        ),
+        timeout=timeout,
+    )
+
+
 def log_digest(text: str, top: int = 8) -> dict[str, Any]:
     """Counts of the operator log's warnings, errors and tracebacks, and its most frequent messages."""
     levels: Counter[str] = Counter()
@@ -350,10 +371,26 @@ class Hit:
     namespace: str | None
     key: str | None
     problems: int
+    status: int = 200  # what the receiver answered (429 when its rate limit refused it)
 
 
 def _hit(delivery: Any) -> Hit:
     body: dict[str, Any] = delivery.body if isinstance(delivery.body, dict) else {}
+    if delivery.kind == "pagerduty":
+        # Events v2 carries our facts in the trigger's custom details ("namespace/name", the key).
+        details = (body.get("payload") or {}).get("custom_details") or {}
+        namespace, _, name = str(details.get("incident") or "").partition("/")
+        return Hit(
+            kind=delivery.kind,
+            at=delivery.at,
+            event=body.get("event_action"),
+            level_name=details.get("levelName"),
+            incident=name or None,
+            namespace=namespace or None,
+            key=details.get("key"),
+            problems=len(delivery.problems),
+            status=delivery.status,
+        )
     incident: dict[str, Any] = body["incident"] if isinstance(body.get("incident"), dict) else {}
     return Hit(
         kind=delivery.kind,
@@ -364,14 +401,17 @@ def _hit(delivery: Any) -> Hit:
         namespace=incident.get("namespace"),
         key=delivery.headers.get("Idempotency-Key") or body.get("key"),
         problems=len(delivery.problems),
+        status=delivery.status,
     )
 
 
-def _serve_receivers(conn: Connection) -> None:  # pragma: no cover - runs in the child process
+def _serve_receivers(
+    conn: Connection, pagerduty_limit: tuple[int, float] | None
+) -> None:  # pragma: no cover - runs in the child process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     from tests.e2e.receivers import Receivers
 
-    receivers = Receivers()
+    receivers = Receivers(pagerduty_limit=pagerduty_limit)
     receivers.start()
     conn.send(("ready", receivers.base_url, receivers.smtp_port))
     try:
@@ -381,6 +421,8 @@ def _serve_receivers(conn: Connection) -> None:  # pragma: no cover - runs in th
             command = conn.recv()  # EOFError when the parent is gone: we stop too
             if command[0] == "since":
                 conn.send([_hit(d) for d in receivers.of()[command[1] :]])
+            elif command[0] == "refused":
+                conn.send([_hit(d) for d in receivers.of(refused=True)])
             elif command[0] == "stop":
                 break
     except (EOFError, OSError):
@@ -392,12 +434,18 @@ def _serve_receivers(conn: Connection) -> None:  # pragma: no cover - runs in th
 
 
 class ReceiverProcess:
-    """``tests.e2e.receivers.Receivers`` in a child process; :meth:`fetch` returns what they got."""
+    """``tests.e2e.receivers.Receivers`` in a child process; :meth:`fetch` returns what they got.
 
-    def __init__(self) -> None:
+    ``pagerduty_limit`` (events, seconds) makes the PagerDuty peer refuse with 429 beyond that rate per
+    routing key, as Events v2 does; :meth:`refused` returns what it refused.
+    """
+
+    def __init__(self, *, pagerduty_limit: tuple[int, float] | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve_receivers, args=(child,), name="bench-receivers", daemon=True)
+        self._process = ctx.Process(
+            target=_serve_receivers, args=(child, pagerduty_limit), name="bench-receivers", daemon=True
+        )
         self.hits: list[Hit] = []
         self.base_url = ""
 
@@ -427,6 +475,16 @@ class ReceiverProcess:
             raise BenchError(f"the receivers did not answer within {timeout:.0f}s")
         self.hits.extend(self._conn.recv())
         return self.hits
+
+    def refused(self, timeout: float = 30) -> list[Hit]:
+        """What the receivers refused (a rate limit's 429s)."""
+        if not self._process.is_alive():
+            raise BenchError(f"the receivers' process exited with {self._process.exitcode}")
+        self._conn.send(("refused",))
+        if not self._conn.poll(timeout):
+            raise BenchError(f"the receivers did not answer within {timeout:.0f}s")
+        refused: list[Hit] = self._conn.recv()
+        return refused
 
     def stop(self, timeout: float = 15) -> None:
         if self._process.is_alive():

@@ -374,23 +374,7 @@ def run_once(env: Environment, index: int, n: int, second_after: int, args: argp
         operator.start(timeout=120)
         assert operator.popen is not None
         pid = operator.popen.pid
-        common.wait_until(
-            "the bench policy to be Ready",
-            lambda: (
-                "True"
-                in env.cluster.kubectl(
-                    "get",
-                    "escalationpolicy",
-                    POLICY,
-                    "-n",
-                    namespace,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                    check=False,
-                ).stdout
-            ),
-            timeout=60,
-        )
+        common.wait_policy_ready(env.cluster, namespace, POLICY)
         time.sleep(2)  # let the start-up settle before the idle reading
         idle = common.memory_mib(pid)
         cpu_idle = common.cpu_seconds(pid)

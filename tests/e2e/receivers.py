@@ -5,14 +5,23 @@ They run in a thread of the test process with an event loop of their own, on
 loopback ports, and check every payload against the shape its API documents
 (``tests.unit.notify.apischemas``): a malformed payload is answered 400 and
 recorded as a problem, so a test sees it.
+
+A test can make a peer misbehave as real ones do: :meth:`Receivers.script`
+queues replies for a path (a 503, a 400, a 429 with ``Retry-After``, or a
+request accepted and never answered), and ``pagerduty_limit`` makes the
+PagerDuty peer enforce a rate limit per routing key as Events v2 does (429
+beyond it). Requests answered that way are kept in :attr:`Receivers.refused`,
+never in :attr:`Receivers.deliveries`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import email
 import email.policy
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +42,17 @@ class Delivery:
     body: Any
     at: float  # time.time() when received
     problems: list[str] = field(default_factory=list)
+    status: int = 200  # what it was answered (for the refused ones)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer: a status, a text, headers; or ``hang``: accept the request and never answer."""
+
+    status: int = 503
+    text: str = "try again"
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
 
 
 class _SmtpHandler:
@@ -55,9 +75,15 @@ class _SmtpHandler:
 
 
 class Receivers:
-    def __init__(self) -> None:
+    def __init__(self, *, pagerduty_limit: tuple[int, float] | None = None) -> None:
         self._lock = threading.Lock()
         self.deliveries: list[Delivery] = []
+        self.refused: list[Delivery] = []  # answered by a script or a rate limit
+        self._scripts: dict[str, list[Reply]] = {}
+        # (events, seconds) per routing key, as PagerDuty enforces it; None: no limit.
+        self.pagerduty_limit = pagerduty_limit
+        self._pagerduty_window: dict[str, collections.deque[float]] = {}
+        self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -82,6 +108,8 @@ class Receivers:
     def stop(self) -> None:
         if self._smtp:
             self._smtp.stop()
+        if self._loop and self._stopping:
+            self._loop.call_soon_threadsafe(self._stopping.set)  # hung requests end
         if self._loop and self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -91,6 +119,7 @@ class Receivers:
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
+        self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_post("/slack/{hook:.*}", self._slack)
         app.router.add_post("/pagerduty/v2/enqueue", self._pagerduty)
@@ -120,6 +149,39 @@ class Receivers:
                 self.fail_next[kind] = left - 1
             return bool(left)
 
+    def script(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests to ``path`` (e.g. ``/webhook/flaky``) with ``replies``, in order."""
+        with self._lock:
+            self._scripts.setdefault(path, []).extend(replies)
+
+    def _scripted(self, path: str) -> Reply | None:
+        with self._lock:
+            replies = self._scripts.get(path)
+            return replies.pop(0) if replies else None
+
+    def _over_limit(self, routing_key: str) -> float | None:
+        """Seconds to wait when this event would exceed the PagerDuty peer's limit, else None (and counted)."""
+        if self.pagerduty_limit is None:
+            return None
+        events, seconds = self.pagerduty_limit
+        now = time.monotonic()
+        with self._lock:
+            window = self._pagerduty_window.setdefault(routing_key, collections.deque())
+            while window and window[0] <= now - seconds:
+                window.popleft()
+            if len(window) >= events:
+                return window[0] + seconds - now
+            window.append(now)
+        return None
+
+    async def _refuse(self, delivery: Delivery, reply: Reply) -> web.Response:
+        delivery.status = reply.status
+        with self._lock:
+            self.refused.append(delivery)
+        if reply.hang and self._stopping is not None:
+            await self._stopping.wait()
+        return web.Response(status=reply.status, text=reply.text, headers=reply.headers)
+
     async def _receive(self, kind: str, request: web.Request, check: Any) -> tuple[Delivery, web.Response | None]:
         raw = await request.read()
         try:
@@ -130,6 +192,14 @@ class Receivers:
         delivery.problems = check(body) if isinstance(body, dict) else ["body is not a JSON object"]
         if self._should_fail(kind):
             return delivery, web.Response(status=503, text="try again")
+        scripted = self._scripted(request.path)
+        if scripted is not None:
+            return delivery, await self._refuse(delivery, scripted)
+        if kind == "pagerduty" and isinstance(body, dict):
+            wait = self._over_limit(str(body.get("routing_key")))
+            if wait is not None:
+                headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+                return delivery, await self._refuse(delivery, Reply(429, "Too Many Requests", headers))
         self._record(delivery)
         if delivery.problems:
             return delivery, web.json_response({"status": "invalid", "errors": delivery.problems}, status=400)
@@ -152,9 +222,10 @@ class Receivers:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def of(self, kind: str | None = None, *, incident: str | None = None) -> list[Delivery]:
+    def of(self, kind: str | None = None, *, incident: str | None = None, refused: bool = False) -> list[Delivery]:
+        """What was delivered (or, with ``refused``, answered by a script or the rate limit)."""
         with self._lock:
-            found = [d for d in self.deliveries if kind is None or d.kind == kind]
+            found = [d for d in (self.refused if refused else self.deliveries) if kind is None or d.kind == kind]
         if incident is not None:
             found = [d for d in found if incident in json.dumps(d.body) or incident in json.dumps(d.headers)]
         return found
@@ -165,7 +236,8 @@ class Receivers:
         for d in self.of(kind, incident=incident):
             key = d.headers.get("Idempotency-Key") or d.headers.get("X-Incidentops-Key")
             if key is None and isinstance(d.body, dict):
-                key = d.body.get("key")
+                # A webhook's body has it; a PagerDuty trigger in its custom details.
+                key = d.body.get("key") or ((d.body.get("payload") or {}).get("custom_details") or {}).get("key")
             if key:
                 out.append(key)
         return out

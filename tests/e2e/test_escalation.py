@@ -32,17 +32,9 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def install_policy(
-    cluster: controlplane.ControlPlane,
-    namespace: str,
-    receivers: Receivers,
-    *,
-    levels: list[dict[str, Any]],
-    repeat: dict[str, Any] | None = None,
-    name: str = "paging",
-    **extra_spec: Any,
-) -> None:
-    secret = {
+def channel_secret(namespace: str, receivers: Receivers) -> dict[str, Any]:
+    """The Secret the `paging` policy's channels read."""
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "channels", "namespace": namespace, "labels": {"incidentops.dev/channel-secret": "true"}},
@@ -52,6 +44,20 @@ def install_policy(
             "hmac": _b64(HMAC_SECRET),
         },
     }
+
+
+def install_policy(
+    cluster: controlplane.ControlPlane,
+    namespace: str,
+    receivers: Receivers,
+    *,
+    levels: list[dict[str, Any]],
+    repeat: dict[str, Any] | None = None,
+    name: str = "paging",
+    extra_channels: list[dict[str, Any]] | None = None,
+    **extra_spec: Any,
+) -> None:
+    secret = channel_secret(namespace, receivers)
     spec: dict[str, Any] = {
         "levels": levels,
         "channels": [
@@ -78,6 +84,7 @@ def install_policy(
                     "smtp": {"host": "127.0.0.1", "port": receivers.smtp_port, "starttls": False},
                 },
             },
+            *(extra_channels or []),
         ],
     }
     if repeat:
@@ -388,7 +395,7 @@ def test_sigkill_between_levels_loses_and_duplicates_nothing(
     assert set(keys) <= recorded, "every delivered key is recorded in status"
 
 
-def test_channel_secret_missing_at_send_time_fails_it_and_escalation_goes_on(
+def test_a_channel_secret_created_late_still_gets_the_page_out_and_escalation_goes_on(
     cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
 ) -> None:
     install_policy(
@@ -403,19 +410,32 @@ def test_channel_secret_missing_at_send_time_fails_it_and_escalation_goes_on(
     cluster.kubectl("delete", "secret", "channels", "-n", namespace)
     declare(cluster, namespace, "no-secret", severity="P2")
 
-    eventually(
-        "the next level's mail although the first channel failed",
-        lambda: [d for d in receivers.of("email") if "no-secret" in json.dumps(d.headers)],
-    )
-
-    def failed_chat() -> dict[str, Any] | None:
+    def chat_record() -> dict[str, Any] | None:
         status = get_json(cluster, "incident", "no-secret", "-n", namespace).get("status") or {}
         return next((n for n in status.get("notifications", []) if n["channel"] == "chat"), None)
 
-    record = eventually("the failed Slack notification in status", failed_chat)
-    assert record["outcome"] == "Failed"
-    assert "channels" in record["message"] and "not found" in record["message"]
+    pending = eventually("the Slack page waiting for its Secret", chat_record)
+    assert pending["outcome"] == "Pending", "a Secret not there yet is retried, not the page given up"
+    assert "channels" in pending["message"] and "not found" in pending["message"]
+
+    def policy_ready() -> dict[str, Any] | None:
+        status = get_json(cluster, "escalationpolicy", "paging", "-n", namespace).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+
+    ready = eventually("the policy saying why", lambda: (c := policy_ready()) and c["status"] == "False" and c)
+    assert ready["reason"] == "SecretNotFound"
+    eventually(
+        "the next level's mail although the first channel waits",
+        lambda: [d for d in receivers.of("email") if "no-secret" in json.dumps(d.headers)],
+    )
     assert not receivers.of("slack", incident="no-secret")
+
+    cluster.apply(channel_secret(namespace, receivers))  # seconds late (a minute, in life)
+    (page,) = eventually("the page, once the Secret exists", lambda: receivers.of("slack", incident="no-secret"))
+    sent = eventually("recorded Sent", lambda: (r := chat_record()) and r["outcome"] == "Sent" and r)
+    assert sent["key"] == pending["key"] and sent["key"] in json.dumps(page.body), "under the key it always had"
+    assert sent["attempts"] > 1
+    eventually("the policy Ready again", lambda: (c := policy_ready()) and c["status"] == "True")
 
 
 def test_policy_edit_takes_effect_at_the_next_wake_up_without_resending(

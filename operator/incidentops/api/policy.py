@@ -975,6 +975,30 @@ class EscalationPolicySpec(ApiModel):
         return self.classification or Classification()
 
 
+class ChannelState(StrEnum):
+    """How deliveries to a channel fare."""
+
+    HEALTHY = "Healthy"
+    FAILING = "Failing"
+
+
+class ChannelHealth(ApiModel):
+    """How deliveries to one channel fare; written when that changes, never per delivery."""
+
+    name: ItemName
+    """The channel."""
+
+    state: ChannelState
+    """Healthy: its latest attempt delivered. Failing: it refused a notification for good, or its last
+    attempts in a row failed (the notifications are retried meanwhile)."""
+
+    since: datetime.datetime
+    """When it entered this state."""
+
+    message: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """While Failing: the error that made it Failing (never a secret value)."""
+
+
 class EscalationPolicyStatus(ApiModel):
     """What the operator observed about the policy."""
 
@@ -983,7 +1007,16 @@ class EscalationPolicyStatus(ApiModel):
 
     conditions: list[Condition] = Field(default_factory=list, max_length=8, json_schema_extra=list_type("map", "type"))
     """Ready: True when every channel's Secret exists, is labelled ``incidentops.dev/channel-secret: "true"``
-    and has its key; False with the reason (SecretNotFound, SecretNotLabelled, SecretKeyMissing) otherwise."""
+    and has its key, and no channel keeps failing; False with the reason otherwise (SecretNotFound,
+    SecretNotLabelled, SecretKeyMissing; NotificationsFailing, the message naming each failing channel and
+    its error). Checked on every change of the policy, periodically (the operator's setting
+    ``policy_recheck_seconds``), and when a delivery meets a problem with a Secret or a channel's health
+    changes."""
+
+    channels: list[ChannelHealth] = Field(
+        default_factory=list, max_length=16, json_schema_extra=list_type("map", "name")
+    )
+    """The health of each channel that was sent to since the operator started or the policy changed."""
 
     active_incidents: int | None = Field(None, ge=0)
     """Open incidents under this policy."""

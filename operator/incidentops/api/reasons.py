@@ -32,6 +32,7 @@ CHANNELS_READY = "ChannelsReady"  # every channel's Secret exists, is labelled a
 SECRET_NOT_FOUND = "SecretNotFound"  # a secretKeyRef names a Secret that does not exist
 SECRET_NOT_LABELLED = "SecretNotLabelled"  # the Secret lacks incidentops.dev/channel-secret: "true"
 SECRET_KEY_MISSING = "SecretKeyMissing"  # the Secret exists but has no such key
+NOTIFICATIONS_FAILING = "NotificationsFailing"  # a channel keeps failing (the message names it and its error)
 
 # --- Acknowledged ----------------------------------------------------------------------------------
 AWAITING_ACKNOWLEDGEMENT = "AwaitingAcknowledgement"  # nobody has acknowledged in this episode
@@ -85,8 +86,8 @@ TIME_CLAMPED = "TimeClamped"  # timeline: a time from outside was ahead of the c
 ESCALATED = "Escalated"  # Event: a level was reached and its channels notified
 ESCALATION_ROUND_STARTED = "EscalationRoundStarted"  # Event: repeat started a new round
 NOTIFICATION_SENT = "NotificationSent"  # Event: a channel accepted a notification
-NOTIFICATION_FAILED = "NotificationFailed"  # Event: a channel refused or failed (will be retried)
-NOTIFICATION_SKIPPED = "NotificationSkipped"  # Event: a channel was not usable (its Secret is not ready)
+NOTIFICATION_FAILED = "NotificationFailed"  # Event: a notification failed (once; the message says if it is retried)
+NOTIFICATION_SKIPPED = "NotificationSkipped"  # timeline: a notification became moot (acknowledged, resolved ...)
 
 # --- post-mortem ----------------------------------------------------------------------------------
 POSTMORTEM_REQUIRED = "PostmortemRequired"  # Event: resolved; a post-mortem is due by status.postmortem.dueBy

@@ -559,14 +559,16 @@ def record_deliveries(
 ) -> IncidentStatus:
     """``status`` with the outcome of each ``(due, outcome, attempts, message)`` recorded.
 
-    ``outcome`` is ``Delivered`` (or ``Sent``), ``Failed`` or ``Skipped``; each
-    counts as done: the key joins ``escalation.notified`` and is never due
-    again, and escalation goes on to the next channel and level. ``Pending``
-    (a delivery still being retried) is recorded for people but uses up
-    nothing: the key stays due, so a restart sends it again. Adds a
-    NotificationRecord per delivery (newest :data:`NOTIFICATIONS_CAP` kept; a
-    key recorded again replaces its record), moves ``escalation.level`` up to
-    the highest level delivered, and adds timeline entries.
+    ``outcome`` is ``Delivered`` (or ``Sent``), ``Failed``, ``Skipped`` or
+    ``Pending``. The first three count as done: the key joins
+    ``escalation.notified`` and is never due again, and escalation goes on to
+    the next channel and level. ``Pending`` (a delivery still being retried)
+    records its NotificationRecord but does not add the key to
+    ``escalation.notified``: the key stays due until a later outcome is
+    recorded, so a crash while retrying plans it again under the same key.
+    Adds a NotificationRecord per delivery (newest :data:`NOTIFICATIONS_CAP`
+    kept; a key recorded again replaces its record), moves ``escalation.level``
+    up to the highest level delivered, and adds timeline entries.
     """
     if not deliveries:
         return status

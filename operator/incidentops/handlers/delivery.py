@@ -1,12 +1,12 @@
-"""Send one due notification: resolve the channel's Secrets, build it, send, report.
+"""Make the channel a due notification goes to: resolve its Secrets, build it; and the message itself.
 
-Where it sits: between the reconciler (which knows what is due) and
-``notify`` (which knows how to talk to Slack, PagerDuty, webhooks and SMTP).
-It reads the Secrets a channel names, refusing any Secret that does not carry
-the ``incidentops.dev/channel-secret: "true"`` label, so a policy author
-cannot send an arbitrary Secret of the namespace to a server of their
-choosing. Failures become a ``Failed`` outcome with a reason that names the
-Secret and the key, never a value; escalation goes on regardless.
+Where it sits: between the delivery queue (``queue.py``, which decides when
+to attempt what) and ``notify`` (which knows how to talk to Slack, PagerDuty,
+webhooks and SMTP). It reads the Secrets a channel names, refusing any Secret
+that does not carry the ``incidentops.dev/channel-secret: "true"`` label, so a
+policy author cannot send an arbitrary Secret of the namespace to a server of
+their choosing. A channel that cannot be made is a :class:`ChannelProblem`
+whose message names the Secret and the key, never a value.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import base64
 import binascii
 import datetime
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,17 +28,27 @@ from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.deps import Dependencies
 
 
+class ChannelProblem(Exception):
+    """The channel cannot be made now (the message is safe to show anywhere).
+
+    ``retryable``: the problem goes away with a change we cannot watch (a
+    Secret created, labelled or completed, or given a usable value), so the
+    notification is retried; ``secret``: it is a Secret's problem, which the
+    policy's Ready condition should show at once.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, secret: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.secret = secret
+
+
 @dataclass(frozen=True)
-class DeliveryResult:
-    outcome: str  # "Delivered" | "Failed"
-    attempts: int
-    reason: str
-    channel_type: str
-    due_at: datetime.datetime | None
+class _Secret:
+    """What a channel may use of a Secret (read once, cached briefly): its labels and its data."""
 
-
-class SecretProblem(Exception):
-    """A Secret a channel needs is missing, unlabelled or lacks the key (safe message)."""
+    labels: Mapping[str, str]
+    data: Mapping[str, str]
 
 
 class Deliverer:
@@ -45,67 +56,82 @@ class Deliverer:
         self.deps = deps
         self.session = session
         self.retry = retry
-        # A burst of pages through one channel reads its Secret once; a rotated
-        # Secret is used within `cache_seconds`.
-        self.secrets: TTLCache[kube.Secret | None] = TTLCache(deps.settings.cache_seconds)
+        # A burst of pages through one channel reads its Secret once; a rotated (or a
+        # late) Secret is seen within `cache_seconds`.
+        self.secrets: TTLCache[_Secret | None] = TTLCache(deps.settings.cache_seconds)
+
+    async def _read_secret(self, namespace: str, name: str) -> _Secret | None:
+        secret = await kube.read_secret(self.deps.api, namespace, name)
+        if secret is None:
+            return None
+        return _Secret(labels=dict(secret.metadata.labels or {}), data=dict(secret.data or {}))
 
     async def secrets_for(self, namespace: str, channel: ChannelSpec) -> dict[str, str]:
         values: dict[str, str] = {}
         for ref in channel.secret_key_refs():
-            secret = await self.secrets.get(
-                (namespace, ref.name), functools.partial(kube.read_secret, self.deps.api, namespace, ref.name)
-            )
-            if secret is None:
-                raise SecretProblem(f"Secret {ref.name!r} of channel {channel.name!r} not found")
-            label, expected = CHANNEL_SECRET_LABEL
-            if (secret.metadata.labels or {}).get(label) != expected:
-                raise SecretProblem(
-                    f"Secret {ref.name!r} of channel {channel.name!r} lacks the label {label}={expected!r}"
-                )
-            data = secret.data or {}
-            if ref.key not in data:
-                raise SecretProblem(f"Secret {ref.name!r} of channel {channel.name!r} has no key {ref.key!r}")
             try:
-                values[f"{ref.name}/{ref.key}"] = base64.b64decode(data[ref.key]).decode()
+                secret = await self.secrets.get(
+                    (namespace, ref.name), functools.partial(self._read_secret, namespace, ref.name)
+                )
+            except Exception as exc:
+                # An API error (RBAC, the server down) is not the channel's fault, and may pass.
+                status = getattr(exc, "status", None) or type(exc).__name__
+                raise ChannelProblem(
+                    f"Secret {ref.name!r} of channel {channel.name!r} could not be read ({status})", secret=True
+                ) from exc
+            if secret is None:
+                raise ChannelProblem(f"Secret {ref.name!r} of channel {channel.name!r} not found", secret=True)
+            label, expected = CHANNEL_SECRET_LABEL
+            if secret.labels.get(label) != expected:
+                raise ChannelProblem(
+                    f"Secret {ref.name!r} of channel {channel.name!r} lacks the label {label}={expected!r}",
+                    secret=True,
+                )
+            if ref.key not in secret.data:
+                raise ChannelProblem(
+                    f"Secret {ref.name!r} of channel {channel.name!r} has no key {ref.key!r}", secret=True
+                )
+            try:
+                values[f"{ref.name}/{ref.key}"] = base64.b64decode(secret.data[ref.key]).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
-                raise SecretProblem(
-                    f"key {ref.key!r} of Secret {ref.name!r} (channel {channel.name!r}) is not UTF-8 text"
+                raise ChannelProblem(
+                    f"key {ref.key!r} of Secret {ref.name!r} (channel {channel.name!r}) is not UTF-8 text",
+                    secret=True,
                 ) from exc
         return values
 
-    async def deliver(
-        self,
-        incident: Incident,
-        policy: EscalationPolicy | None,
-        due: Due,
-        now: datetime.datetime,
-    ) -> DeliveryResult:
-        due_at = due.at
+    async def channel(self, incident: Incident, policy: EscalationPolicy | None, due: Due) -> notify.Channel:
+        """The channel ``due`` goes to, ready to send; :class:`ChannelProblem` if it cannot be made now."""
         spec = policy.spec.channel(due.channel) if policy is not None else None
         if policy is None or spec is None:
-            return DeliveryResult(
-                "Failed", 0, f"channel {due.channel!r} is not defined by the policy", "unknown", due_at
-            )
-        kind = str(spec.type)
+            raise ChannelProblem(f"channel {due.channel!r} is not defined by the policy", retryable=False)
         namespace = policy.metadata.namespace or incident.metadata.namespace or ""
+        secrets = await self.secrets_for(namespace, spec)
         try:
-            secrets = await self.secrets_for(namespace, spec)
-            channel = notify.build_channel(spec, secrets, session=self.session, retry=self.retry)
-        except (SecretProblem, notify.ChannelConfigError) as exc:
-            return DeliveryResult("Failed", 0, str(exc), kind, due_at)
-        outcome = await channel.send(
-            notify.Notification(
-                key=due.key,
-                event=due.event,
-                channel=due.channel,
-                incident=incident_ref(incident),
-                level=due.level,
-                level_name=due.level_name,
-                at=now,
-                details=notification_details(incident),
-            )
-        )
-        return DeliveryResult(outcome.outcome, outcome.attempts, outcome.reason, kind, due_at)
+            return notify.build_channel(spec, secrets, session=self.session, retry=self.retry)
+        except notify.ChannelConfigError as exc:
+            # A value read from a Secret (a URL, a key) is unusable: fixed by editing the Secret.
+            raise ChannelProblem(str(exc), secret=bool(spec.secret_key_refs())) from exc
+
+
+def channel_type(policy: EscalationPolicy | None, due: Due) -> str:
+    """The kind of the channel ``due`` goes to (for metrics), ``unknown`` when the policy has no such channel."""
+    spec = policy.spec.channel(due.channel) if policy is not None else None
+    return str(spec.type) if spec is not None else "unknown"
+
+
+def notification(incident: Incident, due: Due, now: datetime.datetime) -> notify.Notification:
+    """The message for ``due``, from the incident as it is now."""
+    return notify.Notification(
+        key=due.key,
+        event=due.event,
+        channel=due.channel,
+        incident=incident_ref(incident),
+        level=due.level,
+        level_name=due.level_name,
+        at=now,
+        details=notification_details(incident),
+    )
 
 
 def incident_ref(incident: Incident) -> notify.IncidentRef:

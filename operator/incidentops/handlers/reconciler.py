@@ -1,21 +1,23 @@
-"""Process one incident: read, ask the domain, send what is due, record, announce.
+"""Look at one incident: read, ask the domain, hand what is due to the delivery queue, write, announce.
 
 Where it sits: called by the scheduler for one incident at a time (never two
-at once for the same incident). The order makes delivery at-least-once with a
-stable key: the domain names what is due and its key, the channels send, and
-only then is the delivery recorded in status. A crash between send and record
-re-sends under the same key on the next look; nothing is lost, and nothing is
-ever sent under a new key. The Events are posted after the status that they
-announce has been written.
+at once for the same incident), and by the delivery queue (``queue.py``) to
+plan an incident afresh before a retry and to record what became of a
+notification. The order makes delivery at-least-once with a stable key: the
+domain names what is due and its key, the queue sends, and only then is the
+delivery recorded in status. A crash between send and record re-sends under
+the same key on the next look; nothing is lost, and nothing is ever sent under
+a new key. A look never waits for a slow channel beyond ``queue.QUICK``: the
+incident's own state is written at once, the delivery records follow. The
+Events are posted after the status that they announce has been written.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +25,15 @@ from pydantic import ValidationError
 
 from incidentops import kube, metrics
 from incidentops.api import EscalationPolicy, Incident, conditions, reasons
+from incidentops.api.incident import IncidentStatus
+from incidentops.domain import delivery as delivering
 from incidentops.domain import plan as planning
 from incidentops.domain import selection as selecting
+from incidentops.domain.delivery import Result, RetryRules
 from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.queue import QUICK, DeliveryQueue, Health, Look
 from incidentops.handlers.scheduler import Key
 
 logger = logging.getLogger("incidentops.reconciler")
@@ -35,8 +41,6 @@ logger = logging.getLogger("incidentops.reconciler")
 # A plan that asks to be woken in the past after its work is recorded would
 # spin; the domain promises it never does, and this is the guard if it did.
 _MIN_REWAKE = datetime.timedelta(seconds=1)
-# Deliveries that finish within this are written together with the status they follow.
-_QUICK_DELIVERY = 1.0
 
 
 async def load_policies(deps: Dependencies, ns: str) -> list[EscalationPolicy]:
@@ -78,16 +82,26 @@ class OpenIncidents:
                 metrics.OPEN_INCIDENTS.labels(severity, phase).set(counts.get((severity, phase), 0))
 
 
+class _Unusable(Exception):
+    """The incident cannot be processed (admission accepted what the model refuses)."""
+
+    def __init__(self, body: dict[str, Any], message: str) -> None:
+        super().__init__(message)
+        self.body = body
+
+
 class Reconciler:
-    def __init__(self, deps: Dependencies, deliverer: Deliverer) -> None:
+    """Looks at one incident at a time (for the scheduler) and records deliveries (for the queue)."""
+
+    def __init__(self, deps: Dependencies, deliverer: Deliverer, health: Health, rules: RetryRules) -> None:
         self.deps = deps
-        self.deliverer = deliverer
         # Policies by namespace, dropped by every policy watch event (see registry.py).
         self.policies: TTLCache[list[EscalationPolicy]] = TTLCache(deps.settings.cache_seconds)
         self.open = OpenIncidents()
         # The resourceVersion of our own last status write per incident: its watch
         # event needs no second look (a cache of our own writes, not state).
         self.written: dict[Key, str] = {}
+        self.queue = DeliveryQueue(deliverer, rules, self, health, deps.clock)
 
     def is_own_write(self, key: Key, resource_version: str | None) -> bool:
         return resource_version is not None and self.written.get(key) == resource_version
@@ -96,117 +110,126 @@ class Reconciler:
         self.written.pop(key, None)
         self.open.forget(key)
 
-    async def process(self, key: Key) -> datetime.datetime | None:
+    async def _look(self, key: Key) -> Look | None:
+        """Read the incident and plan it now; None when it is gone; :class:`_Unusable` when it cannot be."""
         namespace, name = key
         try:
             body = await kube.read(self.deps.api, kube.INCIDENTS, namespace, name)
         except Exception as exc:
             if kube.is_status(exc, 404):
-                self.forget(key)
                 return None
             raise
         try:
             incident = Incident.model_validate(body)
         except ValidationError as exc:
-            # Admission accepted it; say why we cannot act on it, and wait for a change.
-            message = f"the incident cannot be processed: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-            logger.warning("%s/%s: %s", namespace, name, message)
-            await kube.post_event(self.deps.api, body, "Warning", reasons.SPEC_INVALID, message)
-            return None
-
+            error = exc.errors()[0]
+            raise _Unusable(body, f"the incident cannot be processed: {error['loc']}: {error['msg']}") from exc
         policies: list[EscalationPolicy] = []
         for ns in dict.fromkeys([namespace, self.deps.settings.namespace]):
             policies += await self.policies.get((ns,), functools.partial(load_policies, self.deps, ns))
         selection = selecting.select_policy(incident, policies, self.deps.settings.namespace)
         now = self.deps.clock()
-        first = planning.plan(incident, selection, now)
+        return Look(body, incident, selection, planning.plan(incident, selection, now), now)
 
-        if not first.due:
-            after, _ = await self._write(key, body, incident, selection, now, deliveries=())
-        else:
-            # All channels at once (one slow channel delays none). When they answer
-            # quickly, the new status and the delivery records are one write. Otherwise
-            # the status goes first, so people see the transition at once however slow a
-            # channel is, and the records follow. Either way a delivery is recorded only
-            # after it happened: at least once, under a stable key.
-            sending = asyncio.ensure_future(self._deliver(incident, selection, first.due, now))
-            try:
-                done, _ = await asyncio.wait([sending], timeout=_QUICK_DELIVERY)
-                if sending in done:
-                    after, _ = await self._write(key, body, incident, selection, now, deliveries=sending.result())
-                else:
-                    after, latest = await self._write(key, body, incident, selection, now, deliveries=())
-                    deliveries = await sending
-                    # From the copy we hold: a write by someone else meanwhile costs a conflict and a re-read.
-                    after, _ = await self._write(key, latest, after, selection, now, deliveries=deliveries)
-            finally:
-                if not sending.done():
-                    sending.cancel()
+    async def current(self, key: Key) -> Look | None:
+        """For the delivery queue: the incident planned afresh (None: gone, or not processable)."""
+        try:
+            return await self._look(key)
+        except _Unusable:
+            return None
+
+    async def process(self, key: Key) -> datetime.datetime | None:
+        namespace, name = key
+        try:
+            look = await self._look(key)
+        except _Unusable as exc:
+            # Admission accepted it; say why we cannot act on it, and wait for a change.
+            logger.warning("%s/%s: %s", namespace, name, exc)
+            await kube.post_event(self.deps.api, exc.body, "Warning", reasons.SPEC_INVALID, str(exc))
+            return None
+        if look is None:
+            self.forget(key)
+            return None
+
+        # The deliveries run apart from this look: it hands them to the queue and writes the
+        # status, so people see the transition within a second however slow a channel is.
+        # What is delivered (or refused, or still pending) by then goes into the same write.
+        due = look.plan.due
+        self.queue.moot(key, {d.key for d in due})
+        new = [d for d in due if not self.queue.busy(d.key)]
+        batch = self.queue.submit(key, look, new) if new else None
+        try:
+            quick = await batch.collect(QUICK) if batch is not None else []
+            after = await self._write(key, look, quick)
+        finally:
+            if batch is not None:
+                batch.written()
 
         self.open.set(key, after.status.severity, after.status.phase)
         if after.status.phase == "Closed":
             self.forget(key)
             return None
-        wake_at: datetime.datetime | None = planning.plan(after, selection, now).wake_at
-        if wake_at is not None and wake_at <= now:
+        wake_at: datetime.datetime | None = planning.plan(after, look.selection, look.now).wake_at
+        if wake_at is not None and wake_at <= look.now:
             logger.warning("%s/%s: the plan asked to wake in the past; looking again shortly", namespace, name)
-            wake_at = now + _MIN_REWAKE
+            wake_at = look.now + _MIN_REWAKE
         return wake_at
 
-    async def _write(
+    async def _commit(
         self,
         key: Key,
         body: dict[str, Any] | None,
-        current: Incident,
-        selection: selecting.Selection,
-        now: datetime.datetime,
-        *,
-        deliveries: Sequence[tuple[planning.Due, str, int, str]],
-    ) -> tuple[Incident, dict[str, Any] | None]:
-        """Write the planned status (with ``deliveries`` recorded); the incident and its body as they now are."""
+        compute: Callable[[Incident], tuple[IncidentStatus, Sequence[planning.Transition]] | None],
+    ) -> dict[str, Any] | None:
+        """Write the status ``compute`` makes of the incident as it is (again on conflict), then post
+        its Events; the object as written (None: nothing to write, or gone)."""
         namespace, name = key
-        written_plan: list[planning.Plan] = []
+        announced: list[planning.Transition] = []
 
-        def mutate(fresh_body: dict[str, Any]) -> dict[str, Any]:
-            fresh = Incident.model_validate(fresh_body)
-            fresh_plan = planning.plan(fresh, selection, now)
-            written_plan[:] = [fresh_plan]
-            status = fresh_plan.status
-            if deliveries:
-                status = planning.record_deliveries(status, deliveries, now)
+        def mutate(fresh_body: dict[str, Any]) -> dict[str, Any] | None:
+            computed = compute(Incident.model_validate(fresh_body))
+            if computed is None:
+                return None
+            status, transitions = computed
+            announced[:] = transitions
             result: dict[str, Any] = status.to_dict()
             return result
 
         written = await kube.write_status(self.deps.api, kube.INCIDENTS, namespace, name, mutate, body=body)
         if written is None:
-            return current, body
+            return None
         self.written[key] = written["metadata"]["resourceVersion"]
-        after = Incident.model_validate(written)
-        self._observe(current, after)
-        for transition in written_plan[0].transitions if written_plan else ():
+        for transition in announced:
             await kube.post_event(self.deps.api, written, transition.type, transition.reason, transition.message)
-        return after, written
+        return written
 
-    async def _deliver(
-        self,
-        incident: Incident,
-        selection: selecting.Selection,
-        due: Sequence[planning.Due],
-        now: datetime.datetime,
-    ) -> list[tuple[planning.Due, str, int, str]]:
-        deliveries: list[tuple[planning.Due, str, int, str]] = []
-        counted_levels: set[tuple[int, str | None]] = set()
-        results = await asyncio.gather(*(self.deliverer.deliver(incident, selection.policy, item, now) for item in due))
-        for item, result in zip(due, results, strict=True):
-            deliveries.append((item, result.outcome, result.attempts, result.reason))
-            metrics.NOTIFICATIONS.labels(result.channel_type, item.event, result.outcome).inc()
-            if item.event in ("triggered", "escalated") and (item.round, item.level_name) not in counted_levels:
-                counted_levels.add((item.round, item.level_name))
-                metrics.ESCALATIONS.labels(item.level_name or "").inc()
-            lateness = (self.deps.clock() - result.due_at).total_seconds() if result.due_at else None
-            if lateness is not None and lateness >= 0:
-                metrics.SCHEDULER_LATENESS.observe(lateness)
-        return deliveries
+    async def _write(self, key: Key, look: Look, deliveries: Sequence[Result]) -> Incident:
+        """Write the planned status (with ``deliveries`` recorded); the incident as it now is."""
+
+        def compute(fresh: Incident) -> tuple[IncidentStatus, Sequence[planning.Transition]]:
+            fresh_plan = planning.plan(fresh, look.selection, look.now)
+            status = delivering.record_outcomes(fresh_plan.status, deliveries, look.now)
+            notices = delivering.failure_notices(fresh_plan.status, deliveries)
+            return status, (*fresh_plan.transitions, *notices)
+
+        written = await self._commit(key, look.body, compute)
+        if written is None:
+            return look.incident
+        after = Incident.model_validate(written)
+        self._observe(look.incident, after)
+        return after
+
+    async def record(self, key: Key, uid: str, results: Sequence[Result]) -> None:
+        """For the delivery queue: record ``results`` on the incident as it is (if it is still ``uid``)."""
+        now = self.deps.clock()
+
+        def compute(fresh: Incident) -> tuple[IncidentStatus, Sequence[planning.Transition]] | None:
+            if (fresh.metadata.uid or "") != uid:
+                return None  # deleted, and a new incident took the name: not its notifications
+            status = delivering.record_outcomes(fresh.status, results, now)
+            return status, delivering.failure_notices(fresh.status, results)
+
+        await self._commit(key, None, compute)
 
     @staticmethod
     def _observe(before: Incident, after: Incident) -> None:

@@ -6,9 +6,11 @@ to ``kopf.operator()``. Each handler is a few lines of glue:
 - Incidents: every watch event pokes the scheduler (the initial listing at
   start is how the scheduler's queue is rebuilt); a delete forgets it. No
   change handlers, so Kopf puts no finalizer and no annotation on incidents.
-- EscalationPolicies: create/update/resume check the channel Secrets
-  (``policies.py``); any event re-evaluates the incidents the policy may
-  apply to, so an incident that had no policy gets one as soon as it exists.
+- EscalationPolicies: create/update/resume check the channel Secrets and
+  health (``policies.py``, whose monitor also keeps the latest copy of each
+  policy to check again on its timer); any event re-evaluates the incidents
+  the policy may apply to, so an incident that had no policy gets one as soon
+  as it exists.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import kopf
 
 from incidentops import kube
 from incidentops.api import GROUP, VERSION
-from incidentops.handlers import policies
 from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.scheduler import Scheduler
 
 
-def build(deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler) -> kopf.OperatorRegistry:
+def build(
+    deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler, monitor: PolicyMonitor
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     # Policy generations seen, so that our own status writes on a policy (which do
     # not bump its generation) do not re-evaluate every incident. A cache only.
@@ -51,8 +55,8 @@ def build(deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler) -> k
     @kopf.on.resume(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
     @kopf.on.create(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
     @kopf.on.update(GROUP, VERSION, kube.POLICIES.plural, field="spec", registry=registry)
-    async def policy_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        await policies.reconcile(deps, body, logger)
+    async def policy_changed(body: kopf.Body, **_: Any) -> None:
+        await monitor.check(dict(body))
 
     @kopf.on.event(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
     async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
@@ -63,7 +67,9 @@ def build(deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler) -> k
         reconciler.policies.invalidate((namespace,))
         if event["type"] == "DELETED":
             generations.pop(uid, None)
+            monitor.forget((namespace, body.metadata.name or ""))
         else:
+            monitor.seen(dict(body))
             seen = generations.get(uid, -1)
             generations[uid] = generation
             if event["type"] is None or seen == generation:

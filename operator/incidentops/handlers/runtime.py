@@ -5,7 +5,8 @@ It logs in, builds the handler registry (``registry.py``) around the shared
 dependencies, and runs ``kopf.operator()`` standalone (no peering: high
 availability is a Lease, not Kopf's peering) beside the other long-running
 tasks of the process: the Alertmanager receiver, the metrics server and the
-escalation scheduler join the same loop as :class:`Task` entries.
+leader's parts (Kopf, the escalation scheduler, the delivery queue and the
+policies' periodic recheck) join the same loop as :class:`Task` entries.
 
 When any task fails, all of them stop, so the process exits non-zero and is
 restarted, instead of limping on with half its parts.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -25,10 +27,12 @@ import aiohttp
 import kopf
 
 from incidentops import kube, metrics, notify
+from incidentops.domain.delivery import RetryRules
 from incidentops.handlers import registry as registry_module
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
 from incidentops.handlers.leader import ElectionSettings, LeadershipLost, LeaseElector
+from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.refusals import RefusalReporter
 from incidentops.handlers.scheduler import Scheduler
@@ -98,18 +102,20 @@ async def run(
     api = await kube.api_client(settings.kubeconfig, request_timeout=settings.api_timeout_seconds)
     deps = Dependencies(settings=settings, api=api)
     session = aiohttp.ClientSession()
-    retry = notify.RetryPolicy(
-        attempts=settings.delivery_attempts,
+    # One attempt per send: the delivery queue retries, without holding anything while it waits.
+    retry = notify.RetryPolicy(attempts=1, timeout=settings.delivery_timeout_seconds)
+    rules = RetryRules(
         initial_delay=settings.delivery_initial_delay_seconds,
-        timeout=settings.delivery_timeout_seconds,
-        budget=settings.delivery_budget_seconds,
+        max_delay=settings.delivery_max_delay_seconds,
+        max_age=datetime.timedelta(seconds=settings.delivery_max_age_seconds),
     )
-    reconciler = Reconciler(deps, Deliverer(deps, session, retry))
+    monitor = PolicyMonitor(deps)
+    reconciler = Reconciler(deps, Deliverer(deps, session, retry), monitor, rules)
     refusals = RefusalReporter(deps, reconciler.written)
     scheduler = Scheduler(
         reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency, on_refusal=refusals.show
     )
-    registry = registry_module.build(deps, scheduler, reconciler)
+    registry = registry_module.build(deps, scheduler, reconciler, monitor)
     stop_all = asyncio.Event()
     announced = asyncio.Event()
 
@@ -129,7 +135,7 @@ async def run(
             ready_flag.set()
 
     async def leader_parts(leader_stop: asyncio.Event) -> None:
-        """Kopf and the scheduler: what only the leader runs."""
+        """Kopf, the scheduler, the delivery queue and the policies' recheck: what only the leader runs."""
         kopf_settings = kopf.OperatorSettings()
         configure_kopf(kopf_settings, api_timeout=settings.api_timeout_seconds)
         kopf_ready = asyncio.Event()
@@ -148,6 +154,8 @@ async def run(
                 name="kopf",
             ),
             "scheduler": asyncio.create_task(scheduler.run(leader_stop), name="scheduler"),
+            "deliveries": asyncio.create_task(reconciler.queue.run(leader_stop), name="deliveries"),
+            "policies": asyncio.create_task(monitor.run(leader_stop), name="policies"),
         }
         ready_waiter = asyncio.create_task(kopf_ready.wait())
         stop_waiter = asyncio.create_task(leader_stop.wait())

@@ -1,18 +1,22 @@
 """Notifications: one module per channel kind, one interface, the message templates.
 
 Where it sits in the flow: the scheduler (``incidentops.handlers``) wakes at
-an incident's next deadline and asks the domain what is due; for every
-notification due it resolves the channel's Secrets (only Secrets labelled
-``incidentops.dev/channel-secret: "true"``), builds a channel here with
-:func:`build_channel` and calls ``send``. The :class:`Outcome` it gets back
-(``Delivered`` or ``Failed``, attempts, a safe reason) is recorded by the
-caller in ``status.notifications[]``; this package writes no status, counts no
-metrics and never talks to the Kubernetes API.
+an incident's next deadline and asks the domain what is due; the delivery
+queue (``incidentops.handlers.queue``), for every notification due, resolves
+the channel's Secrets (only Secrets labelled ``incidentops.dev/channel-secret:
+"true"``), builds a channel here with :func:`build_channel`, takes a turn of
+the channel's destination (:mod:`.ratelimit`) and calls ``send``. The
+:class:`Outcome` it gets back (delivered or not, whether a retry is worth it,
+the server's ``Retry-After``, attempts, a safe reason) is what the queue
+decides on and records in ``status.notifications[]``; this package writes no
+status, counts no metrics and never talks to the Kubernetes API.
 
 - :mod:`.base`: :class:`IncidentRef`, :class:`Notification`, :class:`Outcome`,
   the :class:`Channel` protocol, :class:`ChannelConfigError`
-- :mod:`.retry`: :class:`RetryPolicy` (429/5xx/connection errors retried with
-  backoff, ``Retry-After`` honoured, other 4xx final)
+- :mod:`.retry`: :class:`RetryPolicy` (408/429/5xx/connection errors retryable,
+  ``Retry-After`` read, other 4xx final)
+- :mod:`.ratelimit`: :class:`~.ratelimit.Lanes`, one per destination, keeping to
+  each service's :class:`RateLimit`
 - :mod:`.templates`: :func:`render`, one Jinja2 template per event
 - :mod:`.webhook`, :mod:`.slack`, :mod:`.pagerduty`, :mod:`.email`: the channels
 
@@ -42,8 +46,9 @@ from incidentops.notify.base import (
     IncidentRef,
     Notification,
     Outcome,
+    RateLimit,
 )
-from incidentops.notify.email import DEFAULT_SMTP_TIMEOUT, EmailChannel
+from incidentops.notify.email import EmailChannel
 from incidentops.notify.pagerduty import DEFAULT_URL as PAGERDUTY_URL
 from incidentops.notify.pagerduty import PagerDutyChannel
 from incidentops.notify.retry import Logger, RetryPolicy
@@ -61,6 +66,7 @@ __all__ = [
     "Notification",
     "Outcome",
     "PagerDutyChannel",
+    "RateLimit",
     "RenderedMessage",
     "RetryPolicy",
     "SlackChannel",
@@ -94,7 +100,7 @@ def build_channel(
     *,
     session: aiohttp.ClientSession,
     retry: RetryPolicy,
-    smtp_timeout: float = DEFAULT_SMTP_TIMEOUT,
+    smtp_timeout: float | None = None,
     log: Logger | None = None,
 ) -> Channel:
     """The channel an EscalationPolicy ``channels[]`` entry describes.

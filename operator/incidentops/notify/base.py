@@ -3,7 +3,14 @@
 A channel is built once per (policy channel, resolved Secrets) and is asked to
 ``send`` one :class:`Notification` at a time. It answers with an
 :class:`Outcome` and never raises for a delivery failure: a failed delivery is
-a fact the caller records in ``status.notifications[]``, not an error.
+a fact the caller records in ``status.notifications[]``, not an error. The
+outcome says whether another attempt is worth it (``retryable``) and how soon
+the server wants it (``retry_after``); the caller's delivery queue decides when.
+
+A channel also names its :attr:`Channel.destination` (an opaque id of where the
+messages go: the Slack webhook, the PagerDuty routing key, the webhook URL, the
+SMTP server) and the :class:`RateLimit` the service there imposes, so the
+caller can queue messages per destination instead of having them dropped.
 
 Nothing that comes out of this package (an ``Outcome.reason``, a log record, a
 :class:`ChannelConfigError` message) ever carries a secret value: no webhook
@@ -14,6 +21,7 @@ to put such values into messages at all.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +36,9 @@ __all__ = [
     "IncidentRef",
     "Notification",
     "Outcome",
+    "RateLimit",
     "Redactor",
+    "destination_id",
     "event_title",
     "url_secrets",
 ]
@@ -138,11 +148,46 @@ class Outcome:
     attempts: int = 0
     status_code: int | None = None
     reason: str
+    retryable: bool = False
+    """For a failure: whether another attempt may succeed (a 5xx, 408, 429, a time-out, a dropped
+    connection); False for a refusal that will stay a refusal (another 4xx, a redirect, SMTP 5xx)."""
+    retry_after: float | None = None
+    """Seconds the server asked us to wait before the next attempt (``Retry-After``), if it said."""
 
     @property
     def outcome(self) -> Literal["Delivered", "Failed"]:
         """The one word recorded in status."""
         return "Delivered" if self.delivered else "Failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimit:
+    """How fast one destination may be sent to.
+
+    At most ``events`` attempts in any ``seconds``-long window (None: no rate
+    limit), and at most ``concurrency`` attempts in flight at once (so a
+    destination that hangs ties up a few connections, never all of them).
+    """
+
+    events: int | None = None
+    seconds: float = 1.0
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if self.events is not None and self.events < 1:
+            raise ValueError("events must be at least 1")
+        if self.seconds <= 0 or self.concurrency < 1:
+            raise ValueError("seconds must be positive and concurrency at least 1")
+
+
+def destination_id(kind: str, *parts: str) -> str:
+    """An opaque name for where messages go, safe to keep in memory and compare.
+
+    The parts are often credentials (a Slack webhook URL, a routing key), so
+    only a digest of them is kept; it is still never logged.
+    """
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+    return f"{kind}:{digest}"
 
 
 class ChannelConfigError(Exception):
@@ -167,8 +212,18 @@ class Channel(Protocol):
         """The policy's name for the channel."""
         ...
 
+    @property
+    def destination(self) -> str:
+        """Where the messages go (:func:`destination_id`): channels of one destination share its rate limit."""
+        ...
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        """What the service at :attr:`destination` allows."""
+        ...
+
     async def send(self, n: Notification) -> Outcome:
-        """Deliver ``n``, retrying transient failures; never raises for a failed delivery."""
+        """Deliver ``n`` (retrying as its :class:`RetryPolicy` says); never raises for a failed delivery."""
         ...
 
 

@@ -17,9 +17,15 @@ clear). Implicit TLS (port 465) is not supported.
 
 SMTP is spoken by the standard library's ``smtplib`` in a worker thread
 (``asyncio.to_thread``): ``aiosmtplib`` is not a dependency of the operator,
-and ``smtplib`` blocks, so it must never run on the event loop. A socket
-timeout bounds every SMTP exchange; a cancelled ``send`` leaves its thread to
-finish within that timeout.
+and ``smtplib`` blocks, so it must never run on the event loop. One deadline
+bounds the whole session (connect, EHLO, STARTTLS, AUTH, the message): every
+blocking step gets what is left of it as its socket timeout, so a server that
+answers each step just in time cannot stretch the session; ``send`` itself
+returns at the deadline (name resolution is not bounded by a socket timeout),
+leaving its thread to finish.
+
+Rate: no limit but the server's own (4xx replies are retried with backoff);
+at most :data:`RATE_LIMIT` ``.concurrency`` sessions to one server at once.
 
 Retried (see :mod:`incidentops.notify.retry`): connection failures, timeouts,
 dropped connections and 4xx replies (temporary). Final: 5xx replies (an
@@ -34,20 +40,21 @@ import email.utils
 import re
 import smtplib
 import ssl
+import time
 from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
-from incidentops.notify.base import ChannelConfigError, Notification, Outcome, Redactor
+from incidentops.notify.base import ChannelConfigError, Notification, Outcome, RateLimit, Redactor, destination_id
 from incidentops.notify.retry import Attempt, Logger, RetryPolicy, run_with_retry
 from incidentops.notify.templates import render
 
-__all__ = ["PASSWORD_KEY", "USERNAME_KEY", "EmailChannel", "build_message", "message_id"]
+__all__ = ["PASSWORD_KEY", "RATE_LIMIT", "USERNAME_KEY", "EmailChannel", "build_message", "message_id"]
 
 USERNAME_KEY: Final = "username"
 PASSWORD_KEY: Final = "password"
 MESSAGE_ID_DOMAIN: Final = "incidentops"
-DEFAULT_SMTP_TIMEOUT: Final = 30.0
+RATE_LIMIT: Final = RateLimit(concurrency=4)
 
 _ID_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._+-]")
 _ADDRESS: Final = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
@@ -114,7 +121,7 @@ class EmailChannel:
         password: str | None = None,
         name: str = "email",
         retry: RetryPolicy | None = None,
-        timeout: float = DEFAULT_SMTP_TIMEOUT,
+        timeout: float | None = None,
         tls_context: ssl.SSLContext | None = None,
         log: Logger | None = None,
     ) -> None:
@@ -136,10 +143,13 @@ class EmailChannel:
         self._username = username
         self._password = password
         self._retry = retry or RetryPolicy()
-        self._timeout = timeout
+        # The whole session's limit: the retry policy's per-attempt timeout unless given.
+        self._timeout = timeout if timeout is not None else self._retry.timeout
         self._tls_context = tls_context
         self._log = log
         self._redactor = Redactor([password, username])
+        self.destination = destination_id(self.kind, host, str(port))
+        self.rate_limit = RATE_LIMIT
 
     def __repr__(self) -> str:
         return f"EmailChannel(name={self.name!r}, host={self._host!r}, port={self._port}, to={len(self._to)})"
@@ -149,7 +159,11 @@ class EmailChannel:
 
         async def attempt() -> Attempt:
             # smtplib blocks: run it in a worker thread, never on the event loop.
-            return await asyncio.to_thread(self._deliver, msg)
+            deadline = time.monotonic() + self._timeout
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(self._deliver, msg, deadline), self._timeout)
+            except TimeoutError:
+                return Attempt(ok=False, retryable=True, reason=f"timed out after {self._timeout:g}s")
 
         return await run_with_retry(
             attempt,
@@ -159,18 +173,31 @@ class EmailChannel:
             log=self._log,
         )
 
-    def _deliver(self, msg: EmailMessage) -> Attempt:
-        """One SMTP session (runs in a worker thread)."""
+    def _deliver(self, msg: EmailMessage, deadline: float) -> Attempt:
+        """One SMTP session that ends by ``deadline`` (``time.monotonic()``; runs in a worker thread)."""
+
+        def left() -> float:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            return remaining
+
+        def step(smtp: smtplib.SMTP) -> smtplib.SMTP:
+            # Each blocking step may take only what is left of the session's time.
+            if smtp.sock is not None:
+                smtp.sock.settimeout(left())
+            return smtp
+
         try:
-            with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
-                smtp.ehlo()
+            with smtplib.SMTP(self._host, self._port, timeout=left()) as smtp:
+                step(smtp).ehlo()
                 if self._starttls:
                     context = self._tls_context or ssl.create_default_context()
-                    smtp.starttls(context=context)
-                    smtp.ehlo()
+                    step(smtp).starttls(context=context)
+                    step(smtp).ehlo()
                 if self._username is not None and self._password is not None:
-                    smtp.login(self._username, self._password)
-                refused = smtp.send_message(msg, from_addr=self._sender, to_addrs=list(self._to))
+                    step(smtp).login(self._username, self._password)
+                refused = step(smtp).send_message(msg, from_addr=self._sender, to_addrs=list(self._to))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             retryable = all(400 <= code < 500 for code in codes)

@@ -31,7 +31,10 @@ A drill pages as a real incident would (it rehearses the real path), with
 ``[DRILL]`` leading the summary and ``custom_details.drill = true``.
 
 202 is success. 400 is final (the event is invalid); 429 and 5xx are retried.
-The routing key is the credential: it is never in a reason or a log line.
+Events v2 accepts about 120 events a minute per routing key and answers 429
+beyond (PagerDuty's "Rate Limits" page): :data:`RATE_LIMIT` keeps to that, and
+the caller queues what is over it. The routing key is the credential: it is
+never in a reason or a log line.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from incidentops.notify.base import IncidentRef, Notification, Outcome, Redactor
+from incidentops.notify.base import IncidentRef, Notification, Outcome, RateLimit, Redactor, destination_id
 from incidentops.notify.retry import Logger, RetryPolicy, post_with_retry
 from incidentops.notify.templates import render
 from incidentops.notify.webhook import encode
@@ -50,6 +53,7 @@ __all__ = [
     "DEFAULT_URL",
     "EVENT_ACTIONS",
     "NOT_APPLICABLE",
+    "RATE_LIMIT",
     "SEVERITY_MAP",
     "PagerDutyChannel",
     "dedup_key",
@@ -58,6 +62,7 @@ __all__ = [
 
 DEFAULT_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 NOT_APPLICABLE: Final = "not applicable to PagerDuty"
+RATE_LIMIT: Final = RateLimit(events=120, seconds=60.0, concurrency=8)  # per routing key
 
 EVENT_ACTIONS: Final[dict[str, str]] = {
     "triggered": "trigger",
@@ -166,6 +171,8 @@ class PagerDutyChannel:
         self._retry = retry or RetryPolicy()
         self._log = log
         self._redactor = Redactor([routing_key])
+        self.destination = destination_id(self.kind, url, routing_key)
+        self.rate_limit = RATE_LIMIT
 
     def __repr__(self) -> str:
         return f"PagerDutyChannel(name={self.name!r})"

@@ -1,10 +1,17 @@
 """Delivery retry: which failures are worth another attempt, and when.
 
-Retried: HTTP 429 and 5xx, connection errors and timeouts (and, for e-mail,
-SMTP 4xx replies and dropped connections). Never retried: any other 4xx (the
-request is wrong and will stay wrong), redirects (a webhook that moved is a
-configuration problem, and following a redirect would resend the body to a
-host nobody configured), SMTP 5xx replies.
+Retryable: HTTP 408, 429 and 5xx, connection errors and timeouts (and, for
+e-mail, SMTP 4xx replies and dropped connections). Never retried: any other
+4xx (the request is wrong and will stay wrong), redirects (a webhook that
+moved is a configuration problem, and following a redirect would resend the
+body to a host nobody configured), SMTP 5xx replies. A failed
+:class:`~incidentops.notify.base.Outcome` says which it was (``retryable``)
+and carries the server's ``Retry-After``.
+
+The operator builds its channels with ``attempts=1``: one attempt per
+``send``, and its delivery queue (``incidentops.handlers.queue``) retries
+under the same key, with backoff, without holding anything while it waits.
+The in-channel retries below serve callers that want them done in place.
 
 Backoff is exponential: ``initial_delay * multiplier ** (n - 1)`` before retry
 ``n``, capped at ``max_delay``, with optional +/- ``jitter``. A ``Retry-After``
@@ -24,6 +31,7 @@ import email.utils
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -108,8 +116,8 @@ class Attempt:
 
 
 def is_retryable_status(status: int) -> bool:
-    """429 and 5xx are worth another try; every other status is final."""
-    return status == 429 or 500 <= status <= 599
+    """408, 429 and 5xx are worth another try; every other status is final."""
+    return status in (408, 429) or 500 <= status <= 599
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -137,6 +145,18 @@ def _bounded(reason: str) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _retryable(result: Attempt, attempts: int, reason: str) -> Outcome:
+    """A failure that another attempt, later, may turn into a delivery."""
+    return Outcome(
+        delivered=False,
+        attempts=attempts,
+        status_code=result.status_code,
+        reason=reason,
+        retryable=True,
+        retry_after=result.retry_after,
+    )
 
 
 async def run_with_retry(
@@ -170,21 +190,17 @@ async def run_with_retry(
             suffix = " (not retried)" if number == 1 else f" (not retried; {_plural(number, 'attempt')})"
             return Outcome(delivered=False, attempts=number, status_code=result.status_code, reason=reason + suffix)
         if number >= policy.attempts:
+            if policy.attempts == 1:
+                # One attempt asked for: the caller retries; the reason stays the attempt's own.
+                log.debug("%s: attempt failed: %s", what, reason)
+                return _retryable(result, number, reason)
             log.warning("%s: attempt %d failed, giving up: %s", what, number, reason)
-            return Outcome(
-                delivered=False,
-                attempts=number,
-                status_code=result.status_code,
-                reason=f"{reason} (gave up after {_plural(number, 'attempt')})",
-            )
+            return _retryable(result, number, f"{reason} (gave up after {_plural(number, 'attempt')})")
         delay = policy.delay(number, result.retry_after)
         if policy.budget is not None and slept + delay > policy.budget:
             log.warning("%s: attempt %d failed, retry budget spent: %s", what, number, reason)
-            return Outcome(
-                delivered=False,
-                attempts=number,
-                status_code=result.status_code,
-                reason=f"{reason} (gave up after {_plural(number, 'attempt')}: retry budget spent)",
+            return _retryable(
+                result, number, f"{reason} (gave up after {_plural(number, 'attempt')}: retry budget spent)"
             )
         log.info("%s: attempt %d failed: %s; retrying in %.3fs", what, number, reason, delay)
         await policy.sleep(delay)
@@ -198,6 +214,9 @@ def _snippet(body: bytes) -> str:
 
 def _os_error_text(exc: OSError) -> str:
     # The errno's standard text only: the exception's own text may carry the address.
+    if isinstance(exc, socket.gaierror):
+        # Resolver errors have negative codes of their own (os.strerror(-2) is "Unknown error -2").
+        return f"host name not resolved: {exc.strerror}" if exc.strerror else "host name not resolved"
     return os.strerror(exc.errno) if exc.errno else type(exc).__name__
 
 

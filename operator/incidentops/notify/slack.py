@@ -12,7 +12,9 @@ are, in order:
 - ``context``: ``namespace/name``, episode, notification key, and a drill marker
 
 Slack answers 200 ``ok``; 429 carries ``Retry-After``; 4xx (``invalid_payload``,
-``no_service``, ``channel_is_archived``...) are final.
+``no_service``, ``channel_is_archived``...) are final. Slack allows about one
+message a second per webhook (short bursts aside): :data:`RATE_LIMIT` is one a
+second, one at a time, and the caller queues the rest.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any, Final
 
 import aiohttp
 
-from incidentops.notify.base import Notification, Outcome, Redactor, url_secrets
+from incidentops.notify.base import Notification, Outcome, RateLimit, Redactor, destination_id, url_secrets
 from incidentops.notify.retry import Logger, RetryPolicy, post_with_retry
 from incidentops.notify.templates import SEVERITY_LABELS, RenderedMessage, format_ts, render
 from incidentops.notify.webhook import encode
 
-__all__ = ["HEADER_MAX", "SECTION_MAX", "SlackChannel", "escape_mrkdwn", "slack_payload"]
+__all__ = ["HEADER_MAX", "RATE_LIMIT", "SECTION_MAX", "SlackChannel", "escape_mrkdwn", "slack_payload"]
 
 HEADER_MAX: Final = 150  # Block Kit: header text
 SECTION_MAX: Final = 3000  # Block Kit: section text
@@ -34,6 +36,7 @@ FIELD_MAX: Final = 2000  # Block Kit: one section field
 FIELDS_MAX: Final = 10  # Block Kit: fields per section
 CONTEXT_MAX: Final = 10  # Block Kit: context elements
 TEXT_MAX: Final = 3000  # our cap of the fallback text (Slack truncates at 40000)
+RATE_LIMIT: Final = RateLimit(events=1, seconds=1.0, concurrency=1)  # api.slack.com/docs/rate-limits
 
 _SEVERITY_EMOJI: Final = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":large_yellow_circle:"}
 
@@ -111,6 +114,8 @@ class SlackChannel:
         self._retry = retry or RetryPolicy()
         self._log = log
         self._redactor = Redactor(url_secrets(webhook_url))
+        self.destination = destination_id(self.kind, webhook_url)
+        self.rate_limit = RATE_LIMIT
 
     def __repr__(self) -> str:
         return f"SlackChannel(name={self.name!r})"

@@ -31,8 +31,11 @@ The timestamp and signature are computed again for every retry. A receiver
 that sees the same ``Idempotency-Key`` twice has seen the same notification
 twice (a retry, or a re-send after the operator restarted) and should drop it.
 
-2xx is success; 429 and 5xx are retried (see :mod:`incidentops.notify.retry`);
-other replies are failures, not retried. Redirects are not followed.
+2xx is success; 408, 429 and 5xx are retried (see :mod:`incidentops.notify.retry`);
+other replies are failures, not retried. Redirects are not followed. There is
+no rate limit but the receiver's own (its 429 and ``Retry-After`` are
+honoured); at most :data:`RATE_LIMIT` ``.concurrency`` requests are in flight
+to one URL.
 """
 
 from __future__ import annotations
@@ -47,11 +50,12 @@ from typing import Any, Final
 
 import aiohttp
 
-from incidentops.notify.base import Notification, Outcome, Redactor, url_secrets
+from incidentops.notify.base import Notification, Outcome, RateLimit, Redactor, destination_id, url_secrets
 from incidentops.notify.retry import Logger, RetryPolicy, post_with_retry
 from incidentops.notify.templates import RenderedMessage, render
 
 __all__ = [
+    "RATE_LIMIT",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookChannel",
@@ -64,6 +68,7 @@ TIMESTAMP_HEADER: Final = "X-Incidentops-Timestamp"
 SIGNATURE_HEADER: Final = "X-Incidentops-Signature"
 PAYLOAD_VERSION: Final = "1"
 DEFAULT_TOLERANCE: Final = 300.0
+RATE_LIMIT: Final = RateLimit(concurrency=8)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -175,6 +180,8 @@ class WebhookChannel:
         self._log = log
         # The URL may come from a Secret (a token in its path or query): never shown, whatever its origin.
         self._redactor = Redactor([*url_secrets(url), hmac_secret])
+        self.destination = destination_id(self.kind, url)
+        self.rate_limit = RATE_LIMIT
 
     def __repr__(self) -> str:
         return f"WebhookChannel(name={self.name!r}, signed={self._secret is not None})"

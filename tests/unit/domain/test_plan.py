@@ -75,6 +75,21 @@ def test_recording_a_key_again_replaces_its_record() -> None:
     assert twice.escalation is not None and len(twice.escalation.notified) == len(result.due)
 
 
+def test_a_pending_delivery_is_recorded_but_stays_due() -> None:
+    inc, selection = first_plan()
+    result = plan(inc, selection, at(0))  # type: ignore[arg-type]
+    page = result.due[0]
+    pending = record_deliveries(result.status, [(page, "Pending", 2, "HTTP 503")], at(0))
+    assert pending.escalation is not None and page.key not in pending.escalation.notified
+    record = next(r for r in pending.notifications if r.key == page.key)
+    assert (record.outcome, record.attempts, record.message) == (NotificationOutcome.PENDING, 2, "HTTP 503")
+    again = plan(with_status(inc, pending), selection, at(1))  # type: ignore[arg-type]
+    assert page.key in {d.key for d in again.due}, "still due: a restart sends it again under its key"
+    sent = record_deliveries(pending, [(page, "Delivered", 3, "")], at(1))
+    assert sent.escalation is not None and page.key in sent.escalation.notified
+    assert [r.outcome for r in sent.notifications if r.key == page.key] == [NotificationOutcome.SENT]
+
+
 def test_record_nothing_is_the_same_status() -> None:
     inc, selection = first_plan()
     result = plan(inc, selection, at(0))  # type: ignore[arg-type]

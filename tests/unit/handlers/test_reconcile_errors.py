@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from incidentops.domain.delivery import RetryRules
 from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.refusals import RefusalReporter
 from incidentops.handlers.scheduler import Scheduler
@@ -35,7 +37,8 @@ class Operator:
 
     def __init__(self, kube: FakeKube) -> None:
         deps = Dependencies(settings=Settings(namespace="incidentops"), api="operator", clock=clock)  # type: ignore[arg-type]
-        self.reconciler = Reconciler(deps, deliverer=None)  # type: ignore[arg-type]  # no policy: nothing is sent
+        # No policy: nothing is sent, so no deliverer and no channel health are needed.
+        self.reconciler = Reconciler(deps, None, PolicyMonitor(deps), RetryRules())  # type: ignore[arg-type]
         refusals = RefusalReporter(deps, self.reconciler.written)
         self.scheduler = Scheduler(self.reconciler.process, clock, on_refusal=refusals.show, draw=lambda: 0.0)
         self.stop = asyncio.Event()

@@ -252,3 +252,20 @@ def test_build_errors_never_show_secret_values(session: aiohttp.ClientSession) -
         build_channel(pd, {"paging/k": " \n"}, session=session, retry=RetryPolicy())
     channel = build_channel(pd, {"paging/k": ROUTING_KEY}, session=session, retry=RetryPolicy())
     assert isinstance(channel, PagerDutyChannel) and channel._url == "https://events.pagerduty.com/v2/enqueue"
+
+
+async def test_destinations_name_where_messages_go_without_saying_it(
+    peer: HttpPeer, smtp_peer: SmtpPeer, session: aiohttp.ClientSession
+) -> None:
+    """Channels of one destination share its rate limit; the name of it carries no credential."""
+    for kind in ("slack", "pagerduty", "webhook", "email"):
+        one, two = make_channel(kind, peer, smtp_peer, session), make_channel(kind, peer, smtp_peer, session)
+        assert one.destination == two.destination and one.destination.startswith(f"{kind}:")
+        for secret in (SLACK, ROUTING_KEY, HMAC, "slackToken", str(smtp_peer.port)):
+            assert secret not in one.destination
+    other = PagerDutyChannel(routing_key="another-routing-key-0123456789abcd", url=peer.url(PD), session=session)
+    assert other.destination != make_channel("pagerduty", peer, smtp_peer, session).destination
+    limits = {kind: make_channel(kind, peer, smtp_peer, session).rate_limit for kind in ("slack", "pagerduty")}
+    assert (limits["pagerduty"].events, limits["pagerduty"].seconds) == (120, 60.0), "Events v2: 120 a minute a key"
+    assert (limits["slack"].events, limits["slack"].seconds) == (1, 1.0), "about one message a second a webhook"
+    assert make_channel("webhook", peer, smtp_peer, session).rate_limit.events is None

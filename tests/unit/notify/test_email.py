@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,39 @@ async def test_connection_refused_is_retried() -> None:
     outcome = await channel.send(make_notification())
     assert (outcome.delivered, outcome.attempts) == (False, 2)
     assert outcome.reason == "connection failed (Connection refused) (gave up after 2 attempts)"
+
+
+async def test_the_whole_session_is_bounded_by_one_deadline() -> None:
+    """A server that answers every step just within a per-step time-out cannot stretch the session."""
+    step = 0.3
+
+    async def slow_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.sleep(step)
+            writer.write(b"220 slow.example ESMTP\r\n")
+            await writer.drain()
+            while line := await reader.readline():
+                await asyncio.sleep(step)
+                writer.write(b"221 bye\r\n" if line.upper().startswith(b"QUIT") else b"250 ok\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(slow_smtp, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    channel = EmailChannel(
+        to=TO, sender=SENDER, host="127.0.0.1", port=port, starttls=False, retry=fast_retry(attempts=1), timeout=1.0
+    )
+    async with server:
+        started = time.monotonic()
+        outcome = await channel.send(make_notification())
+        took = time.monotonic() - started
+    # Greeting, EHLO, MAIL, RCPT x2, DATA, the message: ~2 s of steps of 0.3 s each.
+    assert (outcome.delivered, outcome.retryable) == (False, True)
+    assert outcome.reason == "timed out after 1s"
+    assert took < 1.5
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from incidentops.notify import retry as retry_module
 from incidentops.notify.retry import Attempt, RetryPolicy, is_retryable_status, parse_retry_after, run_with_retry
 from incidentops.notify.webhook import WebhookChannel
 
@@ -20,8 +22,8 @@ def channel(peer: HttpPeer, session: aiohttp.ClientSession, retry: RetryPolicy, 
     return WebhookChannel(url=peer.url(path), session=session, retry=retry, name="hook")
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
-async def test_retries_429_and_5xx_then_succeeds(
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+async def test_retries_408_429_and_5xx_then_succeeds(
     http_peer: HttpPeer, session: aiohttp.ClientSession, status: int
 ) -> None:
     http_peer.script(HOOK, Reply(status, "busy"), Reply(status, "busy"), Reply(200, "ok"))
@@ -125,8 +127,28 @@ async def test_run_with_retry_keeps_the_last_status() -> None:
     assert outcome.reason == "HTTP 400 (not retried; 2 attempts)"
 
 
+async def test_one_attempt_says_whether_another_is_worth_it(
+    http_peer: HttpPeer, session: aiohttp.ClientSession
+) -> None:
+    """How the operator's delivery queue uses a channel: one attempt a send, the queue retries."""
+    http_peer.script(HOOK, Reply(429, "slow down", headers={"Retry-After": "7"}), Reply(400, "bad"), Reply())
+    hook = channel(http_peer, session, fast_retry(attempts=1))
+    busy = await hook.send(make_notification())
+    assert (busy.delivered, busy.retryable, busy.retry_after, busy.attempts) == (False, True, 7.0, 1)
+    assert busy.reason == "HTTP 429: slow down", "the attempt's own reason: the queue says what comes next"
+    refused = await hook.send(make_notification())
+    assert (refused.delivered, refused.retryable, refused.retry_after) == (False, False, None)
+    assert (await hook.send(make_notification())).delivered
+
+
+def test_a_name_that_does_not_resolve_says_so() -> None:
+    # The resolver's codes are negative: os.strerror() has no text for them.
+    text = retry_module._os_error_text(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert text == "host name not resolved: Name or service not known"
+
+
 def test_retryable_statuses() -> None:
-    assert [s for s in range(100, 600) if is_retryable_status(s)] == [429, *range(500, 600)]
+    assert [s for s in range(100, 600) if is_retryable_status(s)] == [408, 429, *range(500, 600)]
 
 
 def test_parse_retry_after() -> None:
