@@ -52,6 +52,8 @@ __all__ = [
     "Approval",
     "BusinessHours",
     "Channel",
+    "ChannelHealth",
+    "ChannelState",
     "ChannelType",
     "Classification",
     "ClassificationMatch",

@@ -1,20 +1,23 @@
 """The one entry point: what an incident's status should be now, what to send, what to announce as
 Events, and when to look again.
 
-Where it sits: the scheduler and the Incident handlers call :func:`plan` with
-the incident, the :class:`~incidentops.domain.selection.Selection` and ``now``;
-they write ``Plan.status`` (resourceVersion-checked), post ``Plan.transitions``
-as Events, send ``Plan.due``, fold the outcomes back with
-:func:`record_deliveries`, write again, and requeue at ``Plan.wake_at``.
+Where it sits: the scheduler calls :func:`plan` with the incident, the
+:class:`~incidentops.domain.selection.Selection` and ``now``; it writes
+``Plan.status`` (resourceVersion-checked), posts ``Plan.transitions`` as
+Events, hands ``Plan.due`` to the delivery queue, and requeues at
+``Plan.wake_at``; the queue folds each outcome back with
+:func:`record_deliveries` (through ``delivery.record_outcomes``).
 
 Guarantees (tested as properties in ``tests/unit/domain``):
 
 - Idempotent: the same inputs and ``now`` give the same plan; planning on the
   plan's own status gives the same status and due, and no transitions.
-- A key is never due twice: ``record_deliveries`` adds every delivered key
-  to the cursor (``status.escalation.notified``) and ``plan`` never makes a
-  recorded key due again, whatever the outcome (Failed counts as done, so
-  escalation goes on to the next channel and level).
+- A key is never due twice: ``record_deliveries`` adds every key that is
+  done to the cursor (``status.escalation.notified``) and ``plan`` never
+  makes a recorded key due again. Delivered, Failed (for good: escalation
+  goes on to the next channel and level) and Skipped are done; Pending (a
+  delivery still being retried) is not, so a restart sends it again under
+  the same key.
 - The cursor never goes back within an episode.
 - After the due work is recorded, planning at the same ``now`` gives no due
   and a ``wake_at`` after ``now`` (or None).
@@ -543,8 +546,8 @@ def _delivery_entries(deliveries: Sequence[tuple[Due, str, int, str]], now: date
     entries = []
     for (event, level_name, detail), texts in groups.items():
         outcomes = kinds[(event, level_name, detail)]
-        if NotificationOutcome.FAILED in outcomes:
-            kind = reasons.NOTIFICATION_FAILED
+        if outcomes & {NotificationOutcome.FAILED, NotificationOutcome.PENDING}:
+            kind = reasons.NOTIFICATION_FAILED  # failed for good, or failed and waiting for a retry
         elif outcomes == {NotificationOutcome.SKIPPED}:
             kind = reasons.NOTIFICATION_SKIPPED
         else:

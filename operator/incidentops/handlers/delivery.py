@@ -153,7 +153,8 @@ def incident_ref(incident: Incident) -> notify.IncidentRef:
         description=spec.description,
         drill=bool(spec.drill),
         started_at=status.episode_started_at or status.started_at,
-        acknowledged_by=spec.acknowledgement.by if spec.acknowledgement else None,
+        # The episode's effective acknowledger (a containment counts), else the spec's record.
+        acknowledged_by=status.acknowledged_by or (spec.acknowledgement.by if spec.acknowledgement else None),
         summary=summary,
         root_cause=spec.resolution.root_cause if spec.resolution else None,
     )
