@@ -43,12 +43,14 @@ from incidentops.api.common import (
 __all__ = [
     "ACTION_TYPES",
     "Acknowledgement",
+    "ActionApproval",
     "ActionOrigin",
     "ActionPhase",
     "ActionRecord",
     "ActionTemplate",
     "ActionType",
     "AlertsStatus",
+    "Approval",
     "BreachKind",
     "ClampedTime",
     "ClampedTimeField",
@@ -67,6 +69,7 @@ __all__ = [
     "NotificationOutcome",
     "NotificationRecord",
     "Phase",
+    "PlannedChange",
     "PolicyRef",
     "PostmortemState",
     "PostmortemStatus",
@@ -85,9 +88,17 @@ __all__ = [
     "StatusUpdate",
     "Target",
     "TimelineEntry",
+    "UndoRequest",
 ]
 
 # --- actions -------------------------------------------------------------------------------
+
+
+class Approval(StrEnum):
+    """Whether an action waits for a person."""
+
+    NONE = "none"
+    REQUIRED = "required"
 
 
 class ActionType(StrEnum):
@@ -201,6 +212,10 @@ class ScaleAction(ApiModel):
     replicas: int = Field(ge=0, le=10000)
     """The replica count to set."""
 
+    restore_on_resolve: bool = False
+    """Set the original replica count back when the incident resolves (if nobody changed it since).
+    Default false: the new count stays."""
+
 
 class SnapshotAction(ApiModel):
     """Collect evidence of the targets into immutable ConfigMaps, recorded in ``status.evidence``.
@@ -267,10 +282,42 @@ class IncidentAction(ActionTemplate):
     """An action requested on an incident. Guards apply: drill and dry run, approval, the policy's rate
     limit, protected namespaces."""
 
+    approval: Approval = Approval.NONE
+    """none: run at once; required: wait (phase AwaitingApproval) until someone approves it (``approved``,
+    or an entry in ``spec.approvals``). Default none."""
+
     approved: bool | None = None
-    """Approves the action when the policy requires approval: set it to true, so RBAC and the audit log
-    record who approved. A policy remediation action awaiting approval is approved by adding an action of
-    the same name here with ``approved: true``. Default false."""
+    """Approves this action: set it to true (RBAC and the API audit log record who did). Any action, a
+    policy remediation's too, can also be approved by name in ``spec.approvals``, which says by whom
+    (``kubectl incident approve``). Default false."""
+
+
+class ActionApproval(ApiModel):
+    """A person approves an action that waits for approval (``kubectl incident approve NAME ACTION``)."""
+
+    action: ItemName
+    """The action's name, as in ``status.actions``."""
+
+    by: Identity
+    """Who approves; ``kubectl incident approve`` fills it from the caller's identity (the chart's optional
+    admission policy holds it to the requesting user)."""
+
+    at: AwareDatetime
+    """When, with a time zone offset."""
+
+
+class UndoRequest(ApiModel):
+    """A person asks the operator to undo an action now (``kubectl incident undo``), or to release a
+    quarantine (``kubectl incident release``)."""
+
+    action: ItemName
+    """The action's name, as in ``status.actions``."""
+
+    by: Identity
+    """Who asks; filled from the caller's identity by the plugin."""
+
+    at: AwareDatetime
+    """When, with a time zone offset."""
 
 
 # --- spec ------------------------------------------------------------------------------------
@@ -492,8 +539,8 @@ class IncidentSpec(ApiModel):
     """Where the incident came from; immutable once set. Default: manual."""
 
     targets: list[Target] = Field(default_factory=list, max_length=16, json_schema_extra=list_type("atomic"))
-    """The workloads concerned; actions and evidence will default to these (not yet acted on: actions and
-    evidence are not built yet; the receiver fills it from the alerts' workload labels)."""
+    """The workloads concerned; actions and evidence default to these (the receiver fills it from the
+    alerts' workload labels)."""
 
     escalation_policy_ref: PolicyRef | None = None
     """Use this EscalationPolicy instead of selecting one."""
@@ -525,8 +572,17 @@ class IncidentSpec(ApiModel):
     actions: list[IncidentAction] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_type("map", "name")
     )
-    """Requested actions. The policy's remediation adds more, in status only. Not yet acted on: actions are
-    validated at admission but not run yet."""
+    """Requested actions. The policy's remediation adds more, in status only (``status.actions`` is the
+    ledger of both)."""
+
+    approvals: list[ActionApproval] = Field(
+        default_factory=list, max_length=32, json_schema_extra=list_type("map", "action")
+    )
+    """Approvals of actions that wait for one, by action name, with who and when."""
+
+    undo: list[UndoRequest] = Field(default_factory=list, max_length=32, json_schema_extra=list_type("map", "action"))
+    """Actions to undo now, by name: a maintenance switch or a scale is set back, a quarantine released
+    (its Pods deleted, they were replaced, and its NetworkPolicy removed). A rollback is not undone."""
 
     drill: bool | None = None
     """A rehearsal: every action is a dry run and every message says DRILL. Default false."""
@@ -702,6 +758,22 @@ class ActionOrigin(StrEnum):
     REMEDIATION = "remediation"
 
 
+class PlannedChange(ApiModel):
+    """One change an action makes (or, in a dry run, would make)."""
+
+    object: Annotated[str, StringConstraints(max_length=512)]
+    """The object, as ``Kind namespace/name``."""
+
+    field: Annotated[str, StringConstraints(max_length=256)]
+    """The field, e.g. ``spec.template``, ``spec.selector``, ``metadata.labels``."""
+
+    old: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """What it is now (in short, for a template: its revision and images)."""
+
+    new: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """What it becomes."""
+
+
 class ActionRecord(ApiModel):
     """The ledger entry of one action. Before changing anything an action records Running with its key and
     plan; after a restart the operator looks at the cluster to finish or to skip it, never to do it twice."""
@@ -730,14 +802,32 @@ class ActionRecord(ApiModel):
     message: Message | None = None
     """What happened, or why it was skipped or failed."""
 
+    reason: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$")] | None = None
+    """Why it is in its phase, a CamelCase constant (e.g. ApprovalRequired, RateLimited, DeploymentPaused)."""
+
+    target: Annotated[str, StringConstraints(max_length=512)] | None = None
+    """The object it acts on, as ``Kind namespace/name`` (or the selector, for Pods)."""
+
+    approved_by: Identity | None = None
+    """Who approved it, when it needed approval."""
+
     dry_run: bool | None = None
     """Only planned, not executed (drill, guard, or the policy's dry run)."""
 
     plan: Text | None = None
-    """The exact change, shown in dry runs."""
+    """The exact change, in one sentence, shown in dry runs."""
+
+    changes: list[PlannedChange] = Field(default_factory=list, max_length=16, json_schema_extra=list_type("atomic"))
+    """The exact change, field by field: the object, the field, its old and its new value."""
+
+    verify_by: datetime.datetime | None = None
+    """While Running: when verification gives up (a rollback: the Deployment's progressDeadlineSeconds)."""
 
     undo: dict[str, Annotated[str, StringConstraints(max_length=4096)]] | None = Field(None, max_length=16)
-    """What undo needs (the original selector, replica count, revision), as JSON texts."""
+    """What undo needs (the original selector, replica count), as JSON texts."""
+
+    undone_at: datetime.datetime | None = None
+    """When it was undone (phase Undone)."""
 
 
 class EvidenceRecord(ApiModel):

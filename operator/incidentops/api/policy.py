@@ -41,7 +41,7 @@ from incidentops.api.common import (
     list_type,
     parse_duration,
 )
-from incidentops.api.incident import ActionTemplate
+from incidentops.api.incident import ActionTemplate, Approval
 
 __all__ = [
     "DEFAULT_CLASSIFICATION_RULES",
@@ -743,13 +743,6 @@ class AlertsPolicy(ApiModel):
     makes a new incident. Default 1h."""
 
 
-class Approval(StrEnum):
-    """Whether remediation actions wait for a person."""
-
-    NONE = "none"
-    REQUIRED = "required"
-
-
 class RemediationWhen(ApiModel):
     """Which incidents a remediation applies to; every part given must match. Default: every incident."""
 
@@ -794,6 +787,10 @@ class EvidencePolicy(ApiModel):
 
     retain_on_delete: bool = True
     """Keep the evidence ConfigMaps when the incident is deleted (they are not owned by it). Default true."""
+
+    before_actions: bool = True
+    """Take a snapshot of the targets (events, manifests, logs) before a rollback or a quarantine changes
+    them, so what was running is on record. Default true."""
 
 
 class Guards(ApiModel):

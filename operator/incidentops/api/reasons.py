@@ -94,30 +94,44 @@ POSTMORTEM_REQUIRED = "PostmortemRequired"  # Event: resolved; a post-mortem is 
 POSTMORTEM_OVERDUE = "PostmortemOverdue"  # Event: the post-mortem is past due
 POSTMORTEM_DONE = "PostmortemDone"  # Event: the post-mortem is done
 
-# --- actions --------------------------------------------------------------------------------------
-ACTION_PLANNED = "ActionPlanned"  # Event: an action was planned (dry run, drill, or before running)
-ACTION_AWAITING_APPROVAL = "ActionAwaitingApproval"  # Event: an action waits for approved: true
-ACTION_STARTED = "ActionStarted"  # Event: an action started (recorded Running before any change)
-ACTION_SUCCEEDED = "ActionSucceeded"  # Event: an action finished and verified
-ACTION_FAILED = "ActionFailed"  # Event: an action failed
-ACTION_SKIPPED = "ActionSkipped"  # Event: an action was skipped (the message says which guard)
-ACTION_UNDONE = "ActionUndone"  # Event: an action was undone on resolution or deletion
-ROLLBACK_STARTED = "RollbackStarted"  # Event: a Deployment rollback started
-ROLLED_BACK = "RolledBack"  # Event: a Deployment is back at the earlier revision
-MAINTENANCE_ENTERED = "MaintenanceEntered"  # Event: a Service/Ingress switched to its maintenance backend
-MAINTENANCE_EXITED = "MaintenanceExited"  # Event: the original selector/backends restored
-QUARANTINED = "Quarantined"  # Event: Pods relabelled out of rotation and isolated
-SCALED = "Scaled"  # Event: a Deployment was scaled
-EVIDENCE_COLLECTED = "EvidenceCollected"  # Event: evidence stored and recorded in status.evidence
+# --- actions (Events, timeline kinds and status.actions[].reason) ---------------------------------
+ACTION_PLANNED = "ActionPlanned"  # an action was planned (a dry run or a drill records only the plan)
+ACTION_AWAITING_APPROVAL = "ActionAwaitingApproval"  # an action waits for an approval
+ACTION_APPROVED = "ActionApproved"  # an approval arrived: the action goes ahead
+ACTION_STARTED = "ActionStarted"  # recorded Running with its key and plan, before any change
+ACTION_SUCCEEDED = "ActionSucceeded"  # an action finished and was verified (generic)
+ACTION_FAILED = "ActionFailed"  # an action failed (generic; the message says why)
+ACTION_SKIPPED = "ActionSkipped"  # an action was skipped (the reason says which guard or check)
+ACTION_RATE_LIMITED = "ActionRateLimited"  # skipped: the policy's guards.maxActionsPerHour is reached
+ACTION_UNDONE = "ActionUndone"  # an action was undone (generic)
+ROLLBACK_STARTED = "RollbackStarted"  # a Deployment's template is being set back
+ROLLBACK_SUCCEEDED = "RollbackSucceeded"  # the Deployment runs the earlier revision, available
+ROLLBACK_FAILED = "RollbackFailed"  # the rollback did not become available (the Deployment's own message)
+MAINTENANCE_ENTERED = "MaintenanceEntered"  # a Service/Ingress sends its traffic to the maintenance backend
+MAINTENANCE_EXITED = "MaintenanceExited"  # the original selector/backends are back
+MAINTENANCE_FAILED = "MaintenanceFailed"  # the maintenance backend did not take the traffic (switched back)
+QUARANTINED = "Quarantined"  # Pods relabelled out of rotation and isolated by a NetworkPolicy
+QUARANTINE_RELEASED = "QuarantineReleased"  # quarantined Pods deleted and their NetworkPolicy removed
+SCALED = "Scaled"  # a Deployment was scaled and its replicas are ready
+SCALE_RESTORED = "ScaleRestored"  # the original replica count is back
+EVIDENCE_COLLECTED = "EvidenceCollected"  # evidence stored and recorded in status.evidence
+UNDO_SKIPPED = "UndoSkipped"  # an undo found the object changed by someone else since: left as it is
 
-# --- guards (action skip reasons) -----------------------------------------------------------------
+# --- why an action is where it is (status.actions[].reason) ---------------------------------------
 DRY_RUN = "DryRun"  # the policy's guards.dryRun (or a drill) allows planning only
-APPROVAL_REQUIRED = "ApprovalRequired"  # the remediation needs approval and has none yet
+APPROVAL_REQUIRED = "ApprovalRequired"  # the action needs approval and has none yet
 RATE_LIMITED = "RateLimited"  # guards.maxActionsPerHour reached
 PROTECTED_NAMESPACE = "ProtectedNamespace"  # the target is in a protected namespace
 GITOPS_MANAGED = "GitOpsManaged"  # Argo CD or Flux manage the target and allowGitOpsManaged is false
 DEPLOYMENT_PAUSED = "DeploymentPaused"  # rollback refused: the Deployment is paused
 REVISION_NOT_FOUND = "RevisionNotFound"  # rollback refused: the revision is gone
+ALREADY_AT_REVISION = "AlreadyAtRevision"  # rollback skipped: the template already matches the target revision
 NOT_CHANGED_RECENTLY = "NotChangedRecently"  # rollback skipped: no change within ifChangedWithin
+BACKEND_NOT_READY = "BackendNotReady"  # maintenance refused: no ready Pod matches the maintenance selector
+NOTHING_TO_DO = "NothingToDo"  # the object is already as the action would make it
 ALREADY_DONE = "AlreadyDone"  # after a restart the cluster shows the action done: not repeated
 TARGET_NOT_FOUND = "TargetNotFound"  # the action's target does not exist
+NO_TARGET = "NoTarget"  # neither the action nor the incident's targets name an object to act on
+CONFLICT = "Conflict"  # the object kept changing under the action (re-planned, then given up)
+VERIFY_TIMED_OUT = "VerifyTimedOut"  # the change was made but did not take effect in time
+SUPERSEDED = "Superseded"  # the request disappeared from spec and policy before it ran

@@ -32,16 +32,18 @@ from __future__ import annotations
 import datetime
 from collections.abc import Collection, Sequence
 
+from incidentops.api import reasons
 from incidentops.api.common import Severity
-from incidentops.api.incident import SLABreach
+from incidentops.api.incident import ActionPhase, ActionRecord, SLABreach
 from incidentops.api.policy import EscalationPolicy
 from incidentops.domain.common import stamp, utc
-from incidentops.domain.decisions import ACKNOWLEDGED, RESOLVED, SLA_BREACHED, STATUS_UPDATE, UPDATE_DUE, Due
+from incidentops.domain.decisions import ACKNOWLEDGED, ACTION, RESOLVED, SLA_BREACHED, STATUS_UPDATE, UPDATE_DUE, Due
 from incidentops.domain.escalation import Reach, notification_key, order_channels, steps_for
 from incidentops.domain.lifecycle import EpisodeFacts
 from incidentops.domain.sla import Clock, breach_stop
 
 __all__ = [
+    "action_notices",
     "announcements",
     "breach_channels",
     "breach_channels_told",
@@ -107,6 +109,37 @@ def breach_notices(
     return tuple(notices)
 
 
+def _worth_telling(record: ActionRecord) -> bool:
+    """A failed action, or one the rate limit stopped: the responders must know it did not happen."""
+    if record.dry_run:
+        return False
+    return record.phase is ActionPhase.FAILED or (
+        record.phase is ActionPhase.SKIPPED and record.reason == reasons.RATE_LIMITED
+    )
+
+
+def _action_key(uid: str, episode: int, channel: str, record: ActionRecord) -> str:
+    return notification_key(uid, episode, 0, None, channel, f"{ACTION}:{record.name}:{record.phase.value}")
+
+
+def action_notices(
+    uid: str, facts: EpisodeFacts, records: Sequence[ActionRecord], channels: Sequence[str], done: Collection[str]
+) -> tuple[Due, ...]:
+    """``action`` notices: an action that failed or was rate-limited, once per action and outcome, to
+    ``channels`` (those told of breaches); none once the episode is resolved."""
+    if facts.resolved is not None:
+        return ()
+    out: list[Due] = []
+    for record in records:
+        if not _worth_telling(record):
+            continue
+        for channel in channels:
+            key = _action_key(uid, facts.episode, channel, record)
+            if key not in done:
+                out.append(_due(key, channel, ACTION, record.finished_at, record.name))
+    return tuple(out)
+
+
 def breach_channels_told(
     policy: EscalationPolicy, uid: str, episode: int, breaches: Sequence[SLABreach], done: Collection[str]
 ) -> list[str]:
@@ -168,10 +201,12 @@ def live_announcement_keys(
     clock: Clock,
     latest_update_at: datetime.datetime | None,
     breaches: Sequence[SLABreach],
+    actions: Sequence[ActionRecord] = (),
 ) -> set[str]:
     """Announcement keys that may still be due; every other one is stale (a past update deadline)."""
     keys: set[str] = set()
     for channel in (c.name for c in policy.spec.channels):
+        keys.update(_action_key(uid, facts.episode, channel, record) for record in actions if _worth_telling(record))
         keys.add(_event_key(uid, facts.episode, channel, ACKNOWLEDGED))
         keys.add(_event_key(uid, facts.episode, channel, RESOLVED))
         if clock.missed_update is not None:

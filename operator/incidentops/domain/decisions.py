@@ -13,6 +13,7 @@ from typing import Final
 
 __all__ = [
     "ACKNOWLEDGED",
+    "ACTION",
     "ESCALATED",
     "EVENTS",
     "RESOLVED",
@@ -31,6 +32,7 @@ SLA_BREACHED: Final = "sla-breached"
 STATUS_UPDATE: Final = "status-update"
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
+ACTION: Final = "action"
 
 EVENTS: Final[tuple[str, ...]] = (
     TRIGGERED,
@@ -40,6 +42,7 @@ EVENTS: Final[tuple[str, ...]] = (
     STATUS_UPDATE,
     ACKNOWLEDGED,
     RESOLVED,
+    ACTION,
 )
 """Every event a notification announces (the notifiers' ``EVENTS``)."""
 
@@ -76,7 +79,8 @@ class Due:
     and for the message ("not acknowledged by ...")."""
 
     detail: str | None = None
-    """Event-specific detail: the breach kind (``Acknowledge``, ``Resolve``) of an ``sla-breached``."""
+    """Event-specific detail: the breach kind (``Acknowledge``, ``Resolve``) of an ``sla-breached``, the
+    action's name of an ``action``."""
 
     @property
     def at(self) -> datetime.datetime | None:

@@ -40,6 +40,7 @@ from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.common import Condition, ConditionStatus
 from incidentops.api.incident import (
+    ActionRecord,
     EscalationStatus,
     Incident,
     IncidentStatus,
@@ -51,8 +52,10 @@ from incidentops.api.incident import (
     TimelineEntry,
 )
 from incidentops.api.policy import EffectiveSLA, EscalationPolicy, default_sla
+from incidentops.domain import actions as acting
 from incidentops.domain import timeline
 from incidentops.domain.announcements import (
+    action_notices,
     announcements,
     breach_channels,
     breach_channels_told,
@@ -228,6 +231,7 @@ def _notifying(
     clock: Clock,
     latest_update: datetime.datetime | None,
     breaches: Sequence[SLABreach],
+    actions: Sequence[ActionRecord],
     cursor: EscalationStatus,
     sla: EffectiveSLA,
     now: datetime.datetime,
@@ -238,12 +242,14 @@ def _notifying(
     decision = escalate(policy, selection.severity, uid, facts, cursor, now, sla)
     done = set(cursor.notified) | {page.key for page in decision.pages}
     reached = reached_channels(policy, selection.severity, uid, facts, decision.round, done)
-    notices = breach_notices(policy, uid, facts, breaches, breach_channels(policy, selection.severity, reached), done)
+    told_of_trouble = breach_channels(policy, selection.severity, reached)
+    notices = breach_notices(policy, uid, facts, breaches, told_of_trouble, done)
+    notices += action_notices(uid, facts, actions, told_of_trouble, done)
     done |= {notice.key for notice in notices}
     told = breach_channels_told(policy, uid, facts.episode, breaches, done)
     others = announcements(policy, uid, facts, clock, latest_update, reached, told, done)
     live = live_page_keys(policy, uid, facts.episode, decision.round) | live_announcement_keys(
-        policy, uid, facts, clock, latest_update, breaches
+        policy, uid, facts, clock, latest_update, breaches, actions
     )
     new_cursor = EscalationStatus(
         round=decision.round,
@@ -256,10 +262,11 @@ def _notifying(
     return _Notifying(decision, (*decision.pages, *notices, *others), new_cursor)
 
 
-def plan(incident: Incident, selection: Selection, now: datetime.datetime) -> Plan:
+def plan(incident: Incident, selection: Selection, now: datetime.datetime, *, recent_actions: int = 0) -> Plan:
     """What ``incident``'s status should be at ``now`` under ``selection``, what is due, and when to wake.
 
-    See the module doc for the guarantees; DESIGN.md for the rules.
+    ``recent_actions`` is how many actions the policy's incidents started in the last hour (its
+    ``guards.maxActionsPerHour``). See the module doc for the guarantees; DESIGN.md for the rules.
     """
     now = utc(now)
     policy = selection.policy
@@ -283,8 +290,18 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime) -> Pl
     latest_update = status_update_at(facts)
 
     uid = incident_uid(incident)
+    acted = acting.ledger(
+        incident,
+        selection,
+        resolved=facts.resolved is not None,
+        operator_namespace=selection.operator_namespace,
+        recent=recent_actions,
+        now=now,
+    )
     cursor = status.escalation or EscalationStatus()
-    notifying = _notifying(policy, selection, uid, facts, clock, latest_update, breaches, cursor, sla_rules, now)
+    notifying = _notifying(
+        policy, selection, uid, facts, clock, latest_update, breaches, acted.records, cursor, sla_rules, now
+    )
 
     outstanding = postmortem_outstanding(incident, policy, selection.severity)
     closed = is_closed(status.phase, facts, window, outstanding, now)
@@ -322,12 +339,14 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime) -> Pl
             "metrics": metrics_for(facts),
             "acknowledged_by": facts.acknowledged.by if facts.acknowledged is not None else None,
             "reopen_until": closes_at(facts, window),
+            "actions": acted.records,
         }
     )
 
     if first_visit:
         changes.insert(0, _triggered(incident, selection, now))
     changes += _transitions(baseline, new_status, selection, facts, new_breaches, notifying.due, now)
+    changes += [_Change(transition, now) for transition in acted.transitions]
     entries = [*clamp_timeline(incident.status.clamped_times, new_status.clamped_times), *_timeline_entries(changes)]
     new_status = new_status.model_copy(update={"timeline": timeline.append(new_status.timeline, entries)})
 

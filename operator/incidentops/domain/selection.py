@@ -87,6 +87,9 @@ class Selection:
     """``namespace/name`` of the policy whose classification rules gave the severity/type (when not the
     spec's); may differ from ``ref`` when the classifier is then filtered out by severity or type."""
 
+    operator_namespace: str = ""
+    """The operator's namespace (always protected from actions)."""
+
 
 @dataclass(frozen=True)
 class Classified:
@@ -171,6 +174,7 @@ def _selected(
     classifier: EscalationPolicy | None,
     reason: str,
     message: str,
+    operator_namespace: str,
 ) -> Selection:
     return Selection(
         policy=policy,
@@ -183,6 +187,7 @@ def _selected(
         classified_by=(
             policy_ref(classifier) if classifier is not None and classified.severity_source != SOURCE_SPEC else None
         ),
+        operator_namespace=operator_namespace,
     )
 
 
@@ -201,6 +206,7 @@ def _by_ref(
             reasons.POLICY_REF_OUT_OF_SCOPE,
             f"escalationPolicyRef {namespace}/{ref.name} is refused: a policy may only come from the"
             f" incident's namespace {own!r} or the operator's {operator_namespace!r}",
+            operator_namespace,
         )
     policy = _find(policies, namespace, ref.name)
     if policy is None:
@@ -210,6 +216,7 @@ def _by_ref(
             None,
             reasons.POLICY_NOT_FOUND,
             f"escalationPolicyRef names EscalationPolicy {namespace}/{ref.name}, which does not exist",
+            operator_namespace,
         )
     return _selected(
         policy,
@@ -217,6 +224,7 @@ def _by_ref(
         policy,
         reasons.POLICY_SELECTED,
         f"EscalationPolicy {policy_ref(policy)} (escalationPolicyRef)",
+        operator_namespace,
     )
 
 
@@ -247,6 +255,7 @@ def select_policy(incident: Incident, policies: Sequence[EscalationPolicy], oper
             classifier,
             reasons.POLICY_SELECTED,
             f"EscalationPolicy {policy_ref(chosen)} selects the incident (priority {chosen.spec.priority})",
+            operator_namespace,
         )
     if fallback is not None:
         return _selected(
@@ -255,6 +264,7 @@ def select_policy(incident: Incident, policies: Sequence[EscalationPolicy], oper
             classifier,
             reasons.POLICY_SELECTED,
             f"EscalationPolicy {policy_ref(fallback)} applies: no other policy selects the incident",
+            operator_namespace,
         )
     type_text = classified.type.value if classified.type is not None else "none"
     return _selected(
@@ -265,4 +275,5 @@ def select_policy(incident: Incident, policies: Sequence[EscalationPolicy], oper
         f"no EscalationPolicy of namespace {own!r} or {operator_namespace!r} selects the incident"
         f" (severity {classified.severity.value}, type {type_text}) and there is no policy"
         f" {DEFAULT_POLICY_NAME!r} in {operator_namespace!r}",
+        operator_namespace,
     )

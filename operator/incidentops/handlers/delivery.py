@@ -130,7 +130,7 @@ def notification(incident: Incident, due: Due, now: datetime.datetime) -> notify
         level=due.level,
         level_name=due.level_name,
         at=now,
-        details=notification_details(incident),
+        details=notification_details(incident, due),
     )
 
 
@@ -160,11 +160,27 @@ def incident_ref(incident: Incident) -> notify.IncidentRef:
     )
 
 
-def notification_details(incident: Incident) -> dict[str, object]:
+def notification_details(incident: Incident, due: Due | None = None) -> dict[str, object]:
+    """What the templates say beyond the incident: the next update, the commander, and the event's own facts
+    (which deadline was breached, which action did not happen)."""
     details: dict[str, object] = {}
     sla = incident.status.sla
     if sla is not None and sla.next_update_by is not None:
         details["next_update_by"] = sla.next_update_by
     if incident.spec.roles is not None and incident.spec.roles.commander:
         details["commander"] = incident.spec.roles.commander
+    if due is not None and due.event == "sla-breached" and due.detail:
+        details["breach"] = due.detail.lower()
+        details["deadline"] = due.scheduled_at
+    if due is not None and due.event == "action" and due.detail:
+        record = next((r for r in incident.status.actions if r.name == due.detail), None)
+        details["action"] = due.detail
+        if record is not None:
+            details.update(
+                action_type=str(record.type),
+                action_phase=str(record.phase),
+                action_reason=record.reason,
+                action_message=record.message,
+                action_target=record.target,
+            )
     return details

@@ -9,6 +9,8 @@ beside ``actions`` and ``notify``, above ``domain`` and ``api``. Its parts:
 - ``objects.py``: our resources (read, list, create, patch, the status write
   under a resourceVersion precondition), Secrets, Events, Pods, ReplicaSets,
   the caller's identity;
+- ``generic.py``: any built-in kind as plain JSON (what actions change and evidence reads), with
+  writes under a resourceVersion precondition;
 - ``lease.py``: the Lease of leader election;
 - ``errors.py``: what a failure is (temporary, permanent, other) and how to say it.
 
@@ -36,6 +38,27 @@ from incidentops.kube.errors import (
     retry_after,
     server_message,
 )
+from incidentops.kube.generic import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    EVENTS,
+    INGRESSES,
+    NETWORKPOLICIES,
+    PODS,
+    REPLICASETS,
+    SERVICES,
+    STATEFULSETS,
+    Kind,
+    create_object,
+    delete_object,
+    get_object,
+    json_patch,
+    list_of,
+    pod_log,
+    replace_object,
+    test_resource_version,
+)
 from incidentops.kube.lease import LeaseRecord, create_lease, read_lease, replace_lease
 from incidentops.kube.objects import (
     INCIDENTS,
@@ -58,14 +81,25 @@ from incidentops.kube.objects import (
 )
 
 __all__ = [
+    "CONFIGMAPS",
     "DEFAULT_TIMEOUT",
+    "DEPLOYMENTS",
+    "ENDPOINTSLICES",
+    "EVENTS",
     "INCIDENTS",
+    "INGRESSES",
+    "NETWORKPOLICIES",
+    "PODS",
     "POLICIES",
+    "REPLICASETS",
+    "SERVICES",
+    "STATEFULSETS",
     "ApiClient",
     "ApiError",
     "Body",
     "Connection",
     "ErrorKind",
+    "Kind",
     "KubeconfigError",
     "LeaseRecord",
     "Resource",
@@ -77,13 +111,19 @@ __all__ = [
     "connect",
     "create",
     "create_lease",
+    "create_object",
+    "delete_object",
     "describe",
     "error_kind",
+    "get_object",
     "is_status",
+    "json_patch",
     "kubeconfig_paths",
     "list_events",
     "list_objects",
+    "list_of",
     "patch",
+    "pod_log",
     "post_event",
     "read",
     "read_lease",
@@ -91,8 +131,10 @@ __all__ = [
     "read_replica_set",
     "read_secret",
     "replace_lease",
+    "replace_object",
     "retry_after",
     "server_message",
+    "test_resource_version",
     "whoami",
     "write_status",
 ]

@@ -51,6 +51,7 @@ Event = Literal[
     "status-update",
     "acknowledged",
     "resolved",
+    "action",
 ]
 
 #: Every event a channel may be asked to announce, in the order they usually happen.
@@ -62,6 +63,7 @@ EVENTS: Final[tuple[Event, ...]] = (
     "status-update",
     "acknowledged",
     "resolved",
+    "action",
 )
 
 _EVENT_TITLES: Final[Mapping[str, str]] = MappingProxyType(
@@ -73,6 +75,7 @@ _EVENT_TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "status-update": "Incident update",
         "acknowledged": "Incident acknowledged",
         "resolved": "Incident resolved",
+        "action": "Containment action did not happen",
     }
 )
 

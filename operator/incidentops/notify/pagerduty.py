@@ -19,6 +19,9 @@ sla-breached        trigger              a missed deadline is worth paging for, 
                                          (``notifyOnBreach``); on an open alert it only adds a
                                          log entry, on one closed by hand in PagerDuty while
                                          the incident is still open it pages again
+action              trigger              a containment action that failed or was rate-limited: the
+                                         responders must know it did not happen (on an open alert it
+                                         adds a log entry)
 acknowledged        acknowledge
 resolved            resolve
 update-due          (skipped)            a reminder to write a stakeholder update is not a
@@ -68,6 +71,7 @@ EVENT_ACTIONS: Final[dict[str, str]] = {
     "triggered": "trigger",
     "escalated": "trigger",
     "sla-breached": "trigger",
+    "action": "trigger",
     "acknowledged": "acknowledge",
     "resolved": "resolve",
 }
@@ -79,6 +83,7 @@ _SUMMARIES: Final = {
     "triggered": "{title}",
     "escalated": "Escalated to {level}: {title}",
     "sla-breached": "SLA breached: {title}",
+    "action": "Containment action did not happen: {title}",
 }
 
 

@@ -52,6 +52,12 @@ DETAILS: Final[MappingProxyType[str, str]] = MappingProxyType(
         "deadline": "sla-breached: datetime, the deadline that passed",
         "resolved_at": "resolved: datetime of the resolution (default: the notification time)",
         "postmortem_due": "resolved: datetime by which the post-mortem is due",
+        "action": "action: the action's name (status.actions[].name)",
+        "action_type": "action: rollback, maintenance, quarantine, scale or snapshot",
+        "action_phase": "action: Failed, or Skipped",
+        "action_reason": "action: why (e.g. RateLimited, RollbackFailed)",
+        "action_message": "action: what happened, in the operator's words",
+        "action_target": "action: the object it was for (Kind namespace/name)",
     }
 )
 

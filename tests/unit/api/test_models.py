@@ -462,7 +462,7 @@ def test_minimal_incident() -> None:
         "apiVersion": "incidentops.dev/v1alpha1",
         "kind": "Incident",
         "metadata": {"name": "x", "labels": {}, "annotations": {}},
-        "spec": {"title": "t", "targets": [], "actions": []},
+        "spec": {"title": "t", "targets": [], "actions": [], "approvals": [], "undo": []},
         "status": {
             "reopenCount": 0,
             "clampedTimes": [],
@@ -589,6 +589,14 @@ def test_full_status_round_trips() -> None:
                 "message": "rolled back to revision 4",
                 "dryRun": False,
                 "plan": "deployment payments/checkout: template of revision 4",
+                "changes": [
+                    {
+                        "object": "Deployment payments/checkout",
+                        "field": "spec.template",
+                        "old": "revision 5 (checkout:2.1)",
+                        "new": "revision 4 (checkout:2.0)",
+                    }
+                ],
                 "undo": {"revision": "5"},
             }
         ],

@@ -82,6 +82,14 @@ EVENT_DETAILS: dict[str, dict[str, Any]] = {
     "status-update": {"author": "alice", "next_update_by": T0 + timedelta(minutes=35)},
     "acknowledged": {"commander": "alice"},
     "resolved": {"resolved_at": T0 + timedelta(hours=1, minutes=5), "postmortem_due": T0 + timedelta(hours=49)},
+    "action": {
+        "action": "rollback-checkout",
+        "action_type": "rollback",
+        "action_phase": "Failed",
+        "action_reason": "RollbackFailed",
+        "action_message": "ReplicaSet checkout-7d9 has timed out progressing",
+        "action_target": "Deployment payments/checkout",
+    },
 }
 
 
