@@ -81,6 +81,13 @@ RECONCILE_ERRORS = Counter(
 )
 for _kind in ("temporary", "permanent", "other"):
     RECONCILE_ERRORS.labels(_kind)  # every kind at 0 from the start, so rate() and alerts see it
+ACTIONS = Counter(
+    "incidentops_actions_total",
+    "Steps of containment actions, by action type and outcome (started, succeeded, failed, skipped, planned,"
+    " undone, undo-skipped).",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
 SCHEDULER_QUEUE = Gauge(
     "incidentops_scheduler_queued_incidents",
     "Open incidents the scheduler keeps a next deadline for.",

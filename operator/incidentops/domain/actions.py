@@ -21,7 +21,7 @@ The rules (DESIGN.md "Actions", the issue's "Guards"):
   approval it needs and does not have -> AwaitingApproval; the policy's ``guards.maxActionsPerHour``,
   counted over the ledgers of all its incidents -> Skipped ``RateLimited``; a drill or
   ``guards.dryRun`` -> planned and recorded, nothing changed (the runner records Skipped ``DryRun`` with
-  the plan). Dry runs do not count against the rate limit.
+  the plan). Dry runs and snapshots (they change nothing) do not count against the rate limit.
 - A request that went away before it ran (a spec action removed, a remediation rule that no longer
   matches), and any action still waiting when the incident resolves (a snapshot excepted: evidence is
   still worth having), is Skipped ``Superseded``.
@@ -49,8 +49,10 @@ from incidentops.api.incident import (
     Incident,
     IncidentStatus,
     SnapshotAction,
+    TimelineEntry,
 )
 from incidentops.api.policy import EscalationPolicy, Remediation
+from incidentops.domain import timeline
 from incidentops.domain.common import clip, utc
 from incidentops.domain.decisions import Transition
 from incidentops.domain.selection import Selection, incident_labels
@@ -64,15 +66,20 @@ __all__ = [
     "Request",
     "action_key",
     "approval_of",
+    "awaits_undo",
+    "event_reason",
     "is_dry_run",
     "ledger",
+    "may_start",
     "namespaces_touched",
     "protected_namespaces",
     "recent_actions",
     "requests",
     "runnable",
+    "step",
     "templates",
     "undo_due",
+    "undo_on_delete",
 ]
 
 KEY_SCHEME: Final = "incidentops/action/v1"
@@ -189,14 +196,18 @@ def is_dry_run(incident: Incident, policy: EscalationPolicy | None) -> bool:
 
 
 def recent_actions(statuses: Iterable[IncidentStatus], now: datetime.datetime) -> int:
-    """How many actions (dry runs aside) the given incidents started in the hour before ``now``."""
+    """How many changes (dry runs and snapshots aside) the given incidents started in the hour before ``now``, or are
+    about to (Pending: admitted, not started yet), so two incidents planned at once share one budget."""
     since = utc(now) - _RATE_WINDOW
-    return sum(
-        1
-        for status in statuses
-        for record in status.actions
-        if record.started_at is not None and utc(record.started_at) > since and not record.dry_run
-    )
+
+    def counts(record: ActionRecord) -> bool:
+        if record.dry_run or record.type is ActionType.SNAPSHOT:
+            return False
+        if record.phase is ActionPhase.PENDING:
+            return True
+        return record.started_at is not None and utc(record.started_at) > since
+
+    return sum(1 for status in statuses for record in status.actions if counts(record))
 
 
 @dataclass(frozen=True)
@@ -244,11 +255,12 @@ def ledger(
     def admit(record: ActionRecord, request: Request) -> ActionRecord:
         """Pending, or Skipped RateLimited: the last guard, at the moment it would run."""
         nonlocal started
-        if not record.dry_run and started >= limit:
+        counted = not record.dry_run and record.type is not ActionType.SNAPSHOT
+        if counted and started >= limit:
             message = f"{request.name}: the policy allows {limit} action(s) an hour and {started} ran"
             transitions.append(Transition("Warning", reasons.ACTION_RATE_LIMITED, message))
             return skip(record, reasons.RATE_LIMITED, message)
-        if not record.dry_run:
+        if counted:
             started += 1
         return record.model_copy(update={"phase": ActionPhase.PENDING, "reason": None, "message": None})
 
@@ -308,14 +320,55 @@ def ledger(
     return LedgerDecision(records=out[-ACTIONS_CAP:], transitions=tuple(transitions))
 
 
+def _undoable(record: ActionRecord) -> bool:
+    """A change of ours still in place: Succeeded, not a dry run, of an undoable type, and not already
+    found changed by someone else (an undo that said UndoSkipped is not tried again)."""
+    return (
+        record.phase is ActionPhase.SUCCEEDED
+        and not record.dry_run
+        and record.type in _UNDOABLE
+        and record.reason != reasons.UNDO_SKIPPED
+    )
+
+
+def _undoes_on_resolve(record: ActionRecord) -> bool:
+    return (record.undo or {}).get(UNDO_ON_RESOLVE) == "true"
+
+
 def undo_due(incident: Incident, record: ActionRecord, resolved: bool) -> bool:
-    """Whether the runner should undo ``record`` now: a Succeeded change that is undoable, when the incident
+    """Whether the runner should undo ``record`` now: a change of ours still in place, when the incident
     resolved (and it undoes on resolve) or a person asked (``spec.undo``)."""
-    if record.phase is not ActionPhase.SUCCEEDED or record.dry_run or record.type not in _UNDOABLE:
+    if not _undoable(record):
         return False
     asked = any(request.action == record.name for request in incident.spec.undo)
-    on_resolve = resolved and (record.undo or {}).get(UNDO_ON_RESOLVE) == "true"
-    return asked or on_resolve
+    return asked or (resolved and _undoes_on_resolve(record))
+
+
+def undo_on_delete(record: ActionRecord) -> bool:
+    """Whether deleting the incident must first undo ``record``: a maintenance switch or a restorable scale
+    still in place (traffic and capacity must not stay diverted once nobody can see why), and a
+    quarantine (its Pods would otherwise be kept forever, with nobody left to release them)."""
+    if not _undoable(record):
+        return False
+    return _undoes_on_resolve(record) or record.type is ActionType.QUARANTINE
+
+
+def awaits_undo(incident: Incident) -> bool:
+    """Whether the incident has a change that its deletion must undo first (Kopf's finalizer, only then)."""
+    return any(undo_on_delete(record) for record in incident.status.actions)
+
+
+def may_start(incident: Incident, selection: Selection) -> bool:
+    """Whether this look may admit an action (a request not in the ledger yet, or an approval that came):
+    only then is the policy's rate-limit count needed."""
+    existing = {record.name: record for record in incident.status.actions}
+    for request in requests(incident, selection):
+        record = existing.get(request.name)
+        if record is None:
+            return True
+        if record.phase is ActionPhase.AWAITING_APPROVAL and approval_of(incident, request.name) is not None:
+            return True
+    return False
 
 
 def runnable(incident: Incident, resolved: bool) -> list[ActionRecord]:
@@ -331,3 +384,60 @@ def runnable(incident: Incident, resolved: bool) -> list[ActionRecord]:
 def templates(incident: Incident, selection: Selection) -> Mapping[str, ActionTemplate]:
     """Every requested action's template by name (what the runner plans with)."""
     return {request.name: request.template for request in requests(incident, selection)}
+
+
+# --- the runner's steps, as changes of the ledger ---------------------------------------------------
+
+_REASONS: Final[Mapping[tuple[ActionType, str], str]] = {
+    (ActionType.ROLLBACK, "started"): reasons.ROLLBACK_STARTED,
+    (ActionType.ROLLBACK, "succeeded"): reasons.ROLLBACK_SUCCEEDED,
+    (ActionType.ROLLBACK, "failed"): reasons.ROLLBACK_FAILED,
+    (ActionType.MAINTENANCE, "succeeded"): reasons.MAINTENANCE_ENTERED,
+    (ActionType.MAINTENANCE, "failed"): reasons.MAINTENANCE_FAILED,
+    (ActionType.MAINTENANCE, "undone"): reasons.MAINTENANCE_EXITED,
+    (ActionType.QUARANTINE, "succeeded"): reasons.QUARANTINED,
+    (ActionType.QUARANTINE, "undone"): reasons.QUARANTINE_RELEASED,
+    (ActionType.SCALE, "succeeded"): reasons.SCALED,
+    (ActionType.SCALE, "undone"): reasons.SCALE_RESTORED,
+    (ActionType.SNAPSHOT, "succeeded"): reasons.EVIDENCE_COLLECTED,
+}
+_GENERIC: Final[Mapping[str, str]] = {
+    "planned": reasons.ACTION_PLANNED,
+    "started": reasons.ACTION_STARTED,
+    "succeeded": reasons.ACTION_SUCCEEDED,
+    "failed": reasons.ACTION_FAILED,
+    "skipped": reasons.ACTION_SKIPPED,
+    "undone": reasons.ACTION_UNDONE,
+}
+
+
+def event_reason(action_type: ActionType, step_name: str) -> str:
+    """The Event (and timeline) reason of a step (``planned``, ``started``, ``succeeded``, ``failed``,
+    ``skipped``, ``undone``) of an action of ``action_type``: specific where one exists (RollbackSucceeded,
+    MaintenanceEntered), generic otherwise (ActionStarted)."""
+    return _REASONS.get((action_type, step_name), _GENERIC[step_name])
+
+
+def step(
+    status: IncidentStatus,
+    name: str,
+    *,
+    expect: Iterable[ActionPhase],
+    update: Mapping[str, object],
+    entry: TimelineEntry | None = None,
+) -> IncidentStatus | None:
+    """``status`` with the record ``name`` changed by ``update`` (ActionRecord fields), if it is in one of
+    the ``expect``-ed phases; None otherwise: someone else moved it (another replica, a look that made it
+    moot), so the step must not be written over it. ``entry`` goes on the timeline."""
+    phases = frozenset(expect)
+    records = list(status.actions)
+    for index, record in enumerate(records):
+        if record.name == name:
+            if record.phase not in phases:
+                return None
+            records[index] = record.model_copy(update=dict(update))
+            changed: dict[str, object] = {"actions": records}
+            if entry is not None:
+                changed["timeline"] = timeline.append(status.timeline, [entry])
+            return status.model_copy(update=changed)
+    return None

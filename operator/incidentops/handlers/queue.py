@@ -70,6 +70,8 @@ class Look:
     selection: Selection
     plan: Plan
     now: datetime.datetime
+    recent: int = 0
+    """The policy's actions of the last hour, which the plan was made with (its rate limit)."""
 
 
 class View(Protocol):

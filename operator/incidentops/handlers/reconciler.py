@@ -14,6 +14,7 @@ Events are posted after the status that they announce has been written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import logging
@@ -24,12 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from incidentops import kube, metrics
+from incidentops.actions import registry as action_modules
 from incidentops.api import EscalationPolicy, Incident, conditions, reasons
 from incidentops.api.incident import IncidentStatus
+from incidentops.domain import actions as acting
 from incidentops.domain import delivery as delivering
 from incidentops.domain import plan as planning
 from incidentops.domain import selection as selecting
 from incidentops.domain.delivery import Result, RetryRules
+from incidentops.handlers.actions import ActionRunner, ModuleFor, Seen
 from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
@@ -93,15 +97,25 @@ class _Unusable(Exception):
 class Reconciler:
     """Looks at one incident at a time (for the scheduler) and records deliveries (for the queue)."""
 
-    def __init__(self, deps: Dependencies, deliverer: Deliverer, health: Health, rules: RetryRules) -> None:
+    def __init__(
+        self,
+        deps: Dependencies,
+        deliverer: Deliverer,
+        health: Health,
+        rules: RetryRules,
+        modules: ModuleFor = action_modules.module_for,
+    ) -> None:
         self.deps = deps
         # Policies by namespace, dropped by every policy watch event (see registry.py).
         self.policies: TTLCache[list[EscalationPolicy]] = TTLCache(deps.settings.cache_seconds)
+        # Actions started in the last hour under a policy (its rate limit): a count of the API server's.
+        self.budgets: TTLCache[int] = TTLCache(deps.settings.cache_seconds)
         self.open = OpenIncidents()
         # The resourceVersion of our own last status write per incident: its watch
         # event needs no second look (a cache of our own writes, not state).
         self.written: dict[Key, str] = {}
         self.queue = DeliveryQueue(deliverer, rules, self, health, deps.clock)
+        self.actions = ActionRunner(deps.api, self, deps.clock, modules, operator_namespace=deps.settings.namespace)
 
     def is_own_write(self, key: Key, resource_version: str | None) -> bool:
         return resource_version is not None and self.written.get(key) == resource_version
@@ -129,7 +143,55 @@ class Reconciler:
             policies += await self.policies.get((ns,), functools.partial(load_policies, self.deps, ns))
         selection = selecting.select_policy(incident, policies, self.deps.settings.namespace)
         now = self.deps.clock()
-        return Look(body, incident, selection, planning.plan(incident, selection, now), now)
+        recent = await self._recent_actions(incident, selection, now)
+        return Look(
+            body, incident, selection, planning.plan(incident, selection, now, recent_actions=recent), now, recent
+        )
+
+    async def _recent_actions(self, incident: Incident, selection: selecting.Selection, now: datetime.datetime) -> int:
+        """The policy's actions of the last hour (its rate limit), read only when an action may start."""
+        policy = selection.policy
+        if policy is None or selection.ref is None or not acting.may_start(incident, selection):
+            return 0
+        scope = None if policy.metadata.namespace == self.deps.settings.namespace else policy.metadata.namespace
+        ref = selection.ref
+
+        async def count() -> int:
+            statuses = []
+            for body in await kube.list_objects(self.deps.api, kube.INCIDENTS, scope):
+                status = body.get("status") or {}
+                if status.get("escalationPolicy") == ref:
+                    with contextlib.suppress(ValidationError):
+                        statuses.append(IncidentStatus.model_validate(status))
+            return acting.recent_actions(statuses, now)
+
+        return await self.budgets.get((ref,), count)
+
+    async def seen(self, key: Key) -> Seen | None:
+        """For the action runner: the incident as it is now, and its selection (None: gone, or unusable)."""
+        look = await self.current(key)
+        return Seen(look.incident, look.selection) if look is not None else None
+
+    async def change(
+        self,
+        key: Key,
+        uid: str,
+        compute: Callable[[Incident], IncidentStatus | None],
+        transitions: Sequence[planning.Transition] = (),
+    ) -> Incident | None:
+        """For the action runner: write what ``compute`` makes of the incident (if it is still ``uid``)."""
+
+        def wrapped(fresh: Incident) -> tuple[IncidentStatus, Sequence[planning.Transition]] | None:
+            if (fresh.metadata.uid or "") != uid:
+                return None
+            status = compute(fresh)
+            return (status, transitions) if status is not None else None
+
+        written = await self._commit(key, None, wrapped)
+        if written is None:
+            return None
+        self.budgets.invalidate()  # a step may have started an action: the next count reads afresh
+        return Incident.model_validate(written)
 
     async def current(self, key: Key) -> Look | None:
         """For the delivery queue: the incident planned afresh (None: gone, or not processable)."""
@@ -165,11 +227,15 @@ class Reconciler:
             if batch is not None:
                 batch.written()
 
+        # Actions run apart too: the runner takes the records with work (Pending, Running, an undo due).
+        self.actions.submit(key, after)
         self.open.set(key, after.status.severity, after.status.phase)
         if after.status.phase == "Closed":
             self.forget(key)
             return None
-        wake_at: datetime.datetime | None = planning.plan(after, look.selection, look.now).wake_at
+        wake_at: datetime.datetime | None = planning.plan(
+            after, look.selection, look.now, recent_actions=look.recent
+        ).wake_at
         if wake_at is not None and wake_at <= look.now:
             logger.warning("%s/%s: the plan asked to wake in the past; looking again shortly", namespace, name)
             wake_at = look.now + _MIN_REWAKE
@@ -207,7 +273,7 @@ class Reconciler:
         """Write the planned status (with ``deliveries`` recorded); the incident as it now is."""
 
         def compute(fresh: Incident) -> tuple[IncidentStatus, Sequence[planning.Transition]]:
-            fresh_plan = planning.plan(fresh, look.selection, look.now)
+            fresh_plan = planning.plan(fresh, look.selection, look.now, recent_actions=look.recent)
             status = delivering.record_outcomes(fresh_plan.status, deliveries, look.now)
             notices = delivering.failure_notices(fresh_plan.status, deliveries)
             return status, (*fresh_plan.transitions, *notices)

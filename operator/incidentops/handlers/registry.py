@@ -5,7 +5,10 @@ to ``kopf.operator()``. Each handler is a few lines of glue:
 
 - Incidents: every watch event pokes the scheduler (the initial listing at
   start is how the scheduler's queue is rebuilt); a delete forgets it. No
-  change handlers, so Kopf puts no finalizer and no annotation on incidents.
+  change handlers. One delete handler, filtered to the incidents with a change
+  that their deletion must undo first (a maintenance switch, a restorable
+  scale, a quarantine): Kopf puts its finalizer on those only, so deleting any
+  other incident never waits for the operator.
 - EscalationPolicies: create/update/resume check the channel Secrets and
   health (``policies.py``, whose monitor also keeps the latest copy of each
   policy to check again on its timer); any event re-evaluates the incidents
@@ -19,9 +22,12 @@ import os
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from incidentops import kube
-from incidentops.api import GROUP, VERSION
+from incidentops.api import GROUP, VERSION, Incident
+from incidentops.domain import actions as acting
+from incidentops.handlers.actions import UndoFailed
 from incidentops.handlers.deps import Dependencies
 from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
@@ -51,6 +57,23 @@ def build(
             reconciler.forget(key)
         elif not reconciler.is_own_write(key, body.metadata.get("resourceVersion")):
             scheduler.poke(key)
+
+    def awaits_undo(body: kopf.Body, **_: Any) -> bool:
+        try:
+            return acting.awaits_undo(Incident.model_validate(dict(body)))
+        except ValidationError:
+            return False  # not ours to act on (the reconciler says why on the incident)
+
+    @kopf.on.delete(GROUP, VERSION, kube.INCIDENTS.plural, when=awaits_undo, registry=registry)
+    async def incident_deleted(body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.namespace or "", body.metadata.name or "")
+        seen = await reconciler.seen(key)
+        if seen is None:
+            return
+        try:
+            await reconciler.actions.undo_for_deletion(key, seen)
+        except UndoFailed as exc:
+            raise kopf.TemporaryError(f"undoing before the incident goes: {exc}", delay=10) from exc
 
     @kopf.on.resume(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
     @kopf.on.create(GROUP, VERSION, kube.POLICIES.plural, registry=registry)

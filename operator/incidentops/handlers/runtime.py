@@ -5,7 +5,7 @@ It logs in, builds the handler registry (``registry.py``) around the shared
 dependencies, and runs ``kopf.operator()`` standalone (no peering: high
 availability is a Lease, not Kopf's peering) beside the other long-running
 tasks of the process: the Alertmanager receiver, the metrics server and the
-leader's parts (Kopf, the escalation scheduler, the delivery queue and the
+leader's parts (Kopf, the escalation scheduler, the delivery queue, the action runner and the
 policies' periodic recheck) join the same loop as :class:`Task` entries.
 
 When any task fails, all of them stop, so the process exits non-zero and is
@@ -135,7 +135,8 @@ async def run(
             ready_flag.set()
 
     async def leader_parts(leader_stop: asyncio.Event) -> None:
-        """Kopf, the scheduler, the delivery queue and the policies' recheck: what only the leader runs."""
+        """Kopf, the scheduler, the delivery queue, the action runner and the policies' recheck: what only the
+        leader runs."""
         kopf_settings = kopf.OperatorSettings()
         configure_kopf(kopf_settings, api_timeout=settings.api_timeout_seconds)
         kopf_ready = asyncio.Event()
@@ -155,6 +156,7 @@ async def run(
             ),
             "scheduler": asyncio.create_task(scheduler.run(leader_stop), name="scheduler"),
             "deliveries": asyncio.create_task(reconciler.queue.run(leader_stop), name="deliveries"),
+            "actions": asyncio.create_task(reconciler.actions.run(leader_stop), name="actions"),
             "policies": asyncio.create_task(monitor.run(leader_stop), name="policies"),
         }
         ready_waiter = asyncio.create_task(kopf_ready.wait())

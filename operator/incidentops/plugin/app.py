@@ -245,6 +245,70 @@ async def cmd_declare(session: Session, args: argparse.Namespace) -> int:
     raise PluginError("could not find a free name for the incident; pass --name")
 
 
+async def cmd_actions(session: Session, args: argparse.Namespace) -> int:
+    body = await session.get(args.name)
+    if args.output:
+        _out(render.dump((body.get("status") or {}).get("actions") or [], args.output))
+        return 0
+    _out(render.action_ledger(body, session.now()))
+    return 0
+
+
+async def _add_entries(
+    session: Session,
+    name: str,
+    field: str,
+    actions_of: Callable[[Body], list[str]],
+    refusal: Callable[[Body, str], str | None],
+) -> list[str]:
+    """Add an entry ``{action, by, at}`` to ``spec.<field>`` for each action ``actions_of`` the incident names
+    (each checked by ``refusal`` first), under the resourceVersion read; the actions written."""
+    for _ in range(WRITE_ATTEMPTS):
+        body = await session.get(name)
+        actions = actions_of(body)
+        for action in actions:
+            problem = refusal(body, action)
+            if problem is not None:
+                raise PluginError(problem)
+        if not actions:
+            return []
+        by = await session.identity()
+        at = session.now()
+        entries = (body.get("spec") or {}).get(field) or []
+        for action in actions:
+            entries = logic.with_entry({"spec": {field: entries}}, field, action, by, at)
+        try:
+            await session.patch(
+                name, {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "spec": {field: entries}}
+            )
+        except Conflict:
+            continue
+        return actions
+    raise PluginError(f'incident "{name}" kept changing while writing; try again')
+
+
+async def cmd_approve(session: Session, args: argparse.Namespace) -> int:
+    # The API server refuses a caller without the right to patch the incident (403), and says so.
+    await _add_entries(session, args.name, "approvals", lambda _: [args.action], logic.approval_refusal)
+    _out(f'action "{args.action}" of incident "{args.name}" approved by {await session.identity()}')
+    return 0
+
+
+async def cmd_undo(session: Session, args: argparse.Namespace) -> int:
+    await _add_entries(session, args.name, "undo", lambda _: [args.action], logic.undo_refusal)
+    _out(f'undo of action "{args.action}" of incident "{args.name}" asked by {await session.identity()}')
+    return 0
+
+
+async def cmd_release(session: Session, args: argparse.Namespace) -> int:
+    released = await _add_entries(session, args.name, "undo", logic.quarantines, logic.undo_refusal)
+    if not released:
+        _out(f'incident "{args.name}" has no quarantine in place; nothing changed')
+        return 0
+    _out(f'release of {", ".join(released)} of incident "{args.name}" asked by {await session.identity()}')
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "describe": cmd_describe,
@@ -253,6 +317,10 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "contain": cmd_mark,
     "resolve": cmd_mark,
     "update": cmd_update,
+    "actions": cmd_actions,
+    "approve": cmd_approve,
+    "undo": cmd_undo,
+    "release": cmd_release,
 }
 
 

@@ -18,7 +18,10 @@ SEVERITIES = tuple(s.value for s in Severity)
 TYPES = tuple(t.value for t in IncidentType)
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
-DESCRIPTION = "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve."
+DESCRIPTION = (
+    "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve;"
+    " and their actions: actions, approve, undo, release."
+)
 EPILOG = """\
 examples:
   kubectl incident list -A
@@ -26,6 +29,8 @@ examples:
   kubectl incident ack checkout-down --note "looking at the 14:05 deploy"
   kubectl incident update checkout-down --message "Rolled back; watching error rates"
   kubectl incident resolve checkout-down --summary "Rolled back 14:05 deploy" --root-cause "bad config"
+  kubectl incident actions checkout-down
+  kubectl incident approve checkout-down rollback-checkout
 """
 
 
@@ -106,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_flags(root, suppress=False)
     commands = root.add_subparsers(
-        dest="command", metavar="{list,describe,declare,ack,contain,update,resolve}", required=True
+        dest="command",
+        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release}",
+        required=True,
     )
 
     def command(name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
@@ -143,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     update = command("update", "post a status update to stakeholders")
     update.add_argument("name", type=incident_name, help="the incident")
     update.add_argument("-m", "--message", required=True, type=text(4096, min_length=1), help="the update")
+
+    actions = command("actions", "show the action ledger: each action's phase, plan, dry run, undo and message")
+    actions.add_argument("name", type=incident_name, help="the incident")
+    actions.add_argument("-o", "--output", choices=("json", "yaml"), help="print status.actions instead")
+
+    approve = command("approve", "approve an action that waits for an approval, as yourself")
+    approve.add_argument("name", type=incident_name, help="the incident")
+    approve.add_argument("action", type=incident_name, help="the action (status.actions[].name)")
+
+    undo = command("undo", "undo an action now: a maintenance switch or a scale set back, a quarantine released")
+    undo.add_argument("name", type=incident_name, help="the incident")
+    undo.add_argument("action", type=incident_name, help="the action (status.actions[].name)")
+
+    release = command("release", "end the incident's quarantines: its quarantined Pods and their NetworkPolicy go")
+    release.add_argument("name", type=incident_name, help="the incident")
 
     resolve = command("resolve", "resolve an incident")
     resolve.add_argument("name", type=incident_name, help="the incident")

@@ -282,3 +282,62 @@ def relative(value: Any, now: datetime.datetime) -> str:
     if delta.total_seconds() >= 0:
         return f"in {human_duration(delta)}"
     return f"{human_duration(-delta)} ago"
+
+
+# --- actions: approve, undo, release ----------------------------------------------------------------
+
+UNDOABLE_TYPES = ("maintenance", "scale", "quarantine")
+
+
+def action_record(body: Body, name: str) -> Body | None:
+    """``status.actions[]`` entry ``name``, or None."""
+    for record in (body.get("status") or {}).get("actions") or []:
+        if isinstance(record, dict) and record.get("name") == name:
+            return record
+    return None
+
+
+def with_entry(body: Body, field: str, action: str, by: str, at: datetime.datetime) -> list[Body]:
+    """``spec.<field>`` (approvals, undo: list-maps keyed on ``action``) with the entry for ``action`` set:
+    a merge patch replaces whole lists, so the others are carried over as read."""
+    entries = [
+        e for e in (body.get("spec") or {}).get(field) or [] if isinstance(e, dict) and e.get("action") != action
+    ]
+    return [*entries, {"action": action, "by": by, "at": rfc3339(at)}]
+
+
+def approval_refusal(body: Body, action: str) -> str | None:
+    """Why ``action`` cannot be approved (None: it can): it must exist and wait for an approval."""
+    record = action_record(body, action)
+    if record is None:
+        names = ", ".join(r.get("name", "?") for r in (body.get("status") or {}).get("actions") or []) or "none"
+        return f'the incident has no action "{action}" (its actions: {names})'
+    if record.get("phase") != "AwaitingApproval":
+        return f'action "{action}" does not wait for an approval: it is {record.get("phase")}'
+    return None
+
+
+def undo_refusal(body: Body, action: str) -> str | None:
+    """Why ``action`` cannot be undone (None: it can): it must be a change of ours still in place."""
+    record = action_record(body, action)
+    if record is None:
+        return f'the incident has no action "{action}"'
+    if record.get("type") not in UNDOABLE_TYPES:
+        return f'action "{action}" is a {record.get("type")}, which is not undone (only {", ".join(UNDOABLE_TYPES)})'
+    if record.get("dryRun"):
+        return f'action "{action}" was a dry run: nothing to undo'
+    if record.get("phase") != "Succeeded":
+        return f'action "{action}" is {record.get("phase")}: only a Succeeded change can be undone'
+    return None
+
+
+def quarantines(body: Body) -> list[str]:
+    """The quarantine actions still in place (what ``release`` ends)."""
+    return [
+        r["name"]
+        for r in (body.get("status") or {}).get("actions") or []
+        if isinstance(r, dict)
+        and r.get("type") == "quarantine"
+        and r.get("phase") == "Succeeded"
+        and not r.get("dryRun")
+    ]

@@ -482,3 +482,55 @@ def _events(events: Sequence[Body], now: datetime.datetime) -> list[str]:
         for e in ordered
     ]
     return table(("TYPE", "REASON", "AGE", "FROM", "MESSAGE"), rows).splitlines() if rows else []
+
+
+# --- actions ----------------------------------------------------------------------------------------
+
+
+def action_ledger(body: Body, now: datetime.datetime) -> str:
+    """``kubectl incident actions``: the ledger, an action a block: phase, plan, changes, undo, message."""
+    records = [r for r in (body.get("status") or {}).get("actions") or [] if isinstance(r, dict)]
+    if not records:
+        return f'incident "{_get(body, "metadata", "name")}" has no actions'
+    rows = [
+        [
+            _text(r.get("name")),
+            _text(r.get("type")),
+            _text(r.get("phase")) + (" (dry run)" if r.get("dryRun") else ""),
+            _text(r.get("reason")),
+            _text(r.get("target")),
+            relative_or_none(r.get("finishedAt") or r.get("startedAt"), now),
+        ]
+        for r in records
+    ]
+    lines = table(("NAME", "TYPE", "PHASE", "REASON", "TARGET", "WHEN"), rows).splitlines()
+    for r in records:
+        lines.append("")
+        lines.append(f"{_text(r.get('name'))}:")
+        details: list[tuple[str, str]] = [("Origin", _text(r.get("origin"))), ("Key", _text(r.get("key")))]
+        if r.get("approvedBy"):
+            details.append(("Approved by", _text(r.get("approvedBy"))))
+        if r.get("plan"):
+            details.append(("Plan", _text(r.get("plan"))))
+        if r.get("message"):
+            details.append(("Message", _text(r.get("message"))))
+        undo = r.get("undo") or {}
+        undo_text = ", ".join(k for k in undo if k != "onResolve")
+        if undo.get("onResolve") == "true":
+            undo_text = ("undone on resolve" + (f" ({undo_text})" if undo_text else "")).strip()
+        if r.get("undoneAt"):
+            undo_text = f"undone {_when(r.get('undoneAt'), now)}"
+        if undo_text:
+            details.append(("Undo", undo_text))
+        lines += [f"  {line}" for line in _fields(details)]
+        for change in r.get("changes") or []:
+            if isinstance(change, dict):
+                lines.append(
+                    f"  change: {_text(change.get('object'))} {_text(change.get('field'))}: "
+                    f"{_text(change.get('old'))} -> {_text(change.get('new'))}"
+                )
+    return "\n".join(lines)
+
+
+def relative_or_none(value: Any, now: datetime.datetime) -> str:
+    return age(value, now) + " ago" if value else NONE
