@@ -52,6 +52,7 @@ __all__ = [
     "annotate_ops",
     "annotations_of",
     "carries_key",
+    "caught_up",
     "combined",
     "condition",
     "deployments_for",
@@ -70,6 +71,7 @@ __all__ = [
     "stamp",
     "target_selectors",
     "unannotate_ops",
+    "undo_decision",
     "write_all",
 ]
 
@@ -139,6 +141,12 @@ def condition(obj: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The status condition of type ``kind`` ({} when there is none)."""
     conditions = (obj.get("status") or {}).get("conditions") or []
     return next((dict(c) for c in conditions if c.get("type") == kind), {})
+
+
+def caught_up(obj: Mapping[str, Any]) -> bool:
+    """Whether the object's controller has seen its latest spec (``status.observedGeneration``)."""
+    observed = (obj.get("status") or {}).get("observedGeneration") or 0
+    return bool(observed >= ((obj.get("metadata") or {}).get("generation") or 0))
 
 
 def is_ready_pod(pod: Mapping[str, Any]) -> bool:
@@ -383,6 +391,17 @@ async def all_carry_key(ctx: Context, kind: kube.Kind, entries: Sequence[Mapping
         if obj is None or not carries_key(obj, ctx.key):
             return False
     return bool(entries)
+
+
+def undo_decision(current: Any, original: Any, changed_to: Any, ours: bool) -> str:
+    """What an undo does with an object: ``done`` (it has its original value back), ``restore`` (it still
+    has exactly the value this action gave it, and its key) or ``leave`` (someone changed it since: it is
+    theirs now)."""
+    if current == original:
+        return "done"
+    if current == changed_to and ours:
+        return "restore"
+    return "leave"
 
 
 def combined(looks: Sequence[Progress], reason: str) -> Progress:

@@ -45,6 +45,7 @@ from incidentops.actions.common import (
     all_carry_key,
     annotations_of,
     carries_key,
+    caught_up,
     combined,
     condition,
     deployments_for,
@@ -235,8 +236,8 @@ def rollout_progress(deployment: Mapping[str, Any]) -> Progress:
     """Where a Deployment's rollout is, as ``kubectl rollout status`` judges it: done when the new
     ReplicaSet is available, failed when the Deployment says its progress deadline passed."""
     ref = Ref.of(deployment, "Deployment")
-    meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
-    if (status.get("observedGeneration") or 0) < (meta.get("generation") or 0):
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    if not caught_up(deployment):
         return Progress.waiting(f"{ref}: the controller has not seen the rollback yet")
     progressing = condition(deployment, "Progressing")
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
