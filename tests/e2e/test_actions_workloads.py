@@ -159,6 +159,13 @@ def rollout(cluster: controlplane.ControlPlane, namespace: str, name: str) -> No
     cluster.kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
 
 
+def deployed(cluster: controlplane.ControlPlane, namespace: str, name: str, *, replicas: int) -> None:
+    """A Deployment, rolled out: planning before its controller is done would plan on a read its status
+    writes are about to make stale."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload(name, replicas=replicas))
+    rollout(cluster, namespace, name)
+
+
 def ready_pods(cluster: controlplane.ControlPlane, namespace: str, selector: str, count: int) -> list[dict]:
     def look() -> list[dict]:
         pods = get_json(cluster, "pods", "-n", namespace, "-l", selector)["items"]
@@ -283,8 +290,7 @@ async def test_rollback_refuses_a_paused_a_gitops_and_a_single_revision_deployme
 async def test_rollback_skips_a_deployment_that_changed_long_before_the_incident(
     cluster: controlplane.ControlPlane, namespace: str, api: kube.ApiClient
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("web", replicas=1))
-    rollout(cluster, namespace, "web")
+    deployed(cluster, namespace, "web", replicas=1)
     cluster.kubectl("set", "image", "deployment/web", "web=registry.invalid/web:2", "-n", namespace)
     rollout(cluster, namespace, "web")
     module = module_for(ActionType.ROLLBACK)
@@ -302,8 +308,7 @@ async def test_rollback_skips_a_deployment_that_changed_long_before_the_incident
 async def test_a_write_on_a_stale_read_raises_conflict(
     cluster: controlplane.ControlPlane, namespace: str, api: kube.ApiClient
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("web", replicas=1))
-    rollout(cluster, namespace, "web")  # the controller's status writes would make a plan stale at once
+    deployed(cluster, namespace, "web", replicas=1)
     module = module_for(ActionType.SCALE)
     ctx = context(api, namespace, {"name": "more", "scale": {"deployment": "web", "replicas": 2}})
     planned = await module.plan(ctx)
@@ -511,8 +516,7 @@ async def test_quarantine_refuses_an_empty_selector(namespace: str, api: kube.Ap
 async def test_scale_and_undo_to_the_original_count(
     cluster: controlplane.ControlPlane, namespace: str, api: kube.ApiClient
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("web", replicas=1))
-    rollout(cluster, namespace, "web")  # the controller's status writes would make a plan stale at once
+    deployed(cluster, namespace, "web", replicas=1)
     module = module_for(ActionType.SCALE)
     by_selector = {"kind": "Deployment", "selector": {"matchLabels": {"app": "web"}}}
     ctx = context(api, namespace, {"name": "more", "scale": {"replicas": 3}}, targets=[by_selector])
@@ -539,8 +543,7 @@ async def test_scale_and_undo_to_the_original_count(
 async def test_scale_undo_leaves_a_count_someone_changed(
     cluster: controlplane.ControlPlane, namespace: str, api: kube.ApiClient
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("web", replicas=1))
-    rollout(cluster, namespace, "web")  # the controller's status writes would make a plan stale at once
+    deployed(cluster, namespace, "web", replicas=1)
     module = module_for(ActionType.SCALE)
     _, ctx = await planned_and_done(
         module, context(api, namespace, {"name": "more", "scale": {"deployment": "web", "replicas": 2}})

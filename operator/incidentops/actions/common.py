@@ -42,9 +42,11 @@ from incidentops.domain.common import clip
 
 __all__ = [
     "DEFAULT_PROGRESS_DEADLINE",
+    "DEPLOYMENTS_UNDO",
     "PROGRESS_DEADLINE_GRACE",
     "UNDO_TEXT_LIMIT",
     "Change",
+    "EachDeployment",
     "Found",
     "Obj",
     "Ref",
@@ -79,6 +81,9 @@ Obj = dict[str, Any]
 
 UNDO_TEXT_LIMIT: Final = 4096
 """The longest text one entry of ``status.actions[].undo`` holds (the CRD's bound)."""
+
+DEPLOYMENTS_UNDO: Final = "deployments"
+"""The key of ``Planned.undo`` of an action on Deployments: each one changed, as verify and undo need it."""
 
 DEFAULT_PROGRESS_DEADLINE: Final = 600
 """Seconds: the API server's default ``progressDeadlineSeconds`` of a Deployment."""
@@ -414,6 +419,50 @@ def combined(looks: Sequence[Progress], reason: str) -> Progress:
     if looks and all(look.done for look in looks):
         return Progress.ok(message)
     return Progress.waiting(message or "nothing recorded to look at")
+
+
+class EachDeployment:
+    """The steps of an action that changes each Deployment it targets in the same way (rollback, scale):
+    one :class:`Change` per Deployment in one plan, their entries under :data:`DEPLOYMENTS_UNDO`, each
+    written and verified on its own. A module says how to plan and verify one Deployment."""
+
+    done_reason: str
+    """The Skip reason of a second plan that finds every Deployment changed by this action already."""
+    failure_reason: str
+    """The reason of a failed verification whose look names none."""
+
+    def deployment_name(self, ctx: Context) -> str | None:
+        """The Deployment the request names; None: the incident's targets."""
+        raise NotImplementedError
+
+    async def plan_one(self, ctx: Context, deployment: Obj) -> Change | Skip:
+        raise NotImplementedError
+
+    async def verify_one(self, ctx: Context, entry: Mapping[str, Any]) -> Progress:
+        raise NotImplementedError
+
+    async def plan(self, ctx: Context) -> Planned | Skip:
+        found = await deployments_for(ctx, self.deployment_name(ctx))
+        if isinstance(found, Skip):
+            return found
+        outcomes = [await self.plan_one(ctx, deployment) for deployment in found.objects]
+        return plan_of(
+            found,
+            outcomes,
+            undo_key=DEPLOYMENTS_UNDO,
+            done_reason=self.done_reason,
+            verify_within=progress_window(outcome.obj for outcome in outcomes if isinstance(outcome, Change)),
+        )
+
+    async def applied(self, ctx: Context) -> bool:
+        return await all_carry_key(ctx, kube.DEPLOYMENTS, recorded(ctx, DEPLOYMENTS_UNDO) or [])
+
+    async def execute(self, ctx: Context, planned: Planned) -> Executed:
+        return await write_all(ctx, kube.DEPLOYMENTS, planned.state)
+
+    async def verify(self, ctx: Context) -> Progress:
+        looks = [await self.verify_one(ctx, entry) for entry in recorded(ctx, DEPLOYMENTS_UNDO) or []]
+        return combined(looks, self.failure_reason)
 
 
 # --- the record --------------------------------------------------------------------------------------

@@ -294,16 +294,22 @@ def _planned(
     )
 
 
+async def _switchable(ctx: Context, kind: kube.Kind, name: str) -> Obj | Skip:
+    """The Service or Ingress to switch, or why not: not there, switched by this action already, GitOps."""
+    ref = Ref(kind.kind, ctx.namespace, name)
+    obj = await kube.get_object(ctx.api, kind, ctx.namespace, name)
+    if obj is None:
+        return Skip(reasons.TARGET_NOT_FOUND, f"{ref} not found")
+    if carries_key(obj, ctx.key):
+        return Skip(reasons.ALREADY_DONE, f"{ref} was switched to the maintenance backend by this action already")
+    return gitops_guard(ctx, obj, ref) or obj
+
+
 async def _plan_service(ctx: Context, name: str, selector: dict[str, str]) -> Planned | Skip:
     ref = Ref("Service", ctx.namespace, name)
-    service = await kube.get_object(ctx.api, kube.SERVICES, ctx.namespace, name)
-    if service is None:
-        return Skip(reasons.TARGET_NOT_FOUND, f"{ref} not found")
-    if carries_key(service, ctx.key):
-        return Skip(reasons.ALREADY_DONE, f"{ref} was switched to the maintenance backend by this action already")
-    refusal = gitops_guard(ctx, service, ref)
-    if refusal is not None:
-        return refusal
+    service = await _switchable(ctx, kube.SERVICES, name)
+    if isinstance(service, Skip):
+        return service
     original = (service.get("spec") or {}).get("selector")
     if not original:
         return Skip(
@@ -326,14 +332,9 @@ async def _plan_service(ctx: Context, name: str, selector: dict[str, str]) -> Pl
 
 async def _plan_ingress(ctx: Context, name: str, backend_service: str, port: int) -> Planned | Skip:
     ref = Ref("Ingress", ctx.namespace, name)
-    ingress = await kube.get_object(ctx.api, kube.INGRESSES, ctx.namespace, name)
-    if ingress is None:
-        return Skip(reasons.TARGET_NOT_FOUND, f"{ref} not found")
-    if carries_key(ingress, ctx.key):
-        return Skip(reasons.ALREADY_DONE, f"{ref} was switched to the maintenance backend by this action already")
-    refusal = gitops_guard(ctx, ingress, ref)
-    if refusal is not None:
-        return refusal
+    ingress = await _switchable(ctx, kube.INGRESSES, name)
+    if isinstance(ingress, Skip):
+        return ingress
     original = ingress_backends(ingress["spec"])
     switched = maintenance_backends(original, backend_service, port)
     if not _has_backends(original):

@@ -37,24 +37,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from incidentops import kube
-from incidentops.actions.base import INCIDENT_ANNOTATION, KEY_ANNOTATION, Context, Executed, Planned, Progress, Skip
+from incidentops.actions.base import INCIDENT_ANNOTATION, KEY_ANNOTATION, Context, Progress, Skip
 from incidentops.actions.common import (
     Change,
+    EachDeployment,
     Obj,
     Ref,
-    all_carry_key,
     annotations_of,
     carries_key,
     caught_up,
-    combined,
     condition,
-    deployments_for,
     gitops_guard,
-    plan_of,
-    progress_window,
-    recorded,
     stamp,
-    write_all,
 )
 from incidentops.api import reasons
 from incidentops.api.common import GROUP, format_duration, parse_duration
@@ -90,10 +84,6 @@ KEPT_FROM_DEPLOYMENT: Final = (
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
 )
-DEPLOYMENTS_UNDO: Final = "deployments"
-"""The key of ``Planned.undo``: the Deployments rolled back (verify and applied read it from the record)."""
-
-
 # --- decisions on JSON, no cluster --------------------------------------------------------------
 
 
@@ -253,34 +243,21 @@ def rollout_progress(deployment: Mapping[str, Any]) -> Progress:
 # --- the action -------------------------------------------------------------------------------------
 
 
-class Rollback:
+class Rollback(EachDeployment):
     """Roll Deployments back to an earlier revision (see the module doc)."""
 
     type = ActionType.ROLLBACK
+    done_reason = reasons.ALREADY_AT_REVISION
+    failure_reason = reasons.ROLLBACK_FAILED
 
-    async def plan(self, ctx: Context) -> Planned | Skip:
-        request = _request(ctx)
-        found = await deployments_for(ctx, request.deployment)
-        if isinstance(found, Skip):
-            return found
-        outcomes = [await _plan_one(ctx, request, deployment) for deployment in found.objects]
-        return plan_of(
-            found,
-            outcomes,
-            undo_key=DEPLOYMENTS_UNDO,
-            done_reason=reasons.ALREADY_AT_REVISION,
-            verify_within=progress_window(outcome.obj for outcome in outcomes if isinstance(outcome, Change)),
-        )
+    def deployment_name(self, ctx: Context) -> str | None:
+        return _request(ctx).deployment
 
-    async def applied(self, ctx: Context) -> bool:
-        return await all_carry_key(ctx, kube.DEPLOYMENTS, recorded(ctx, DEPLOYMENTS_UNDO) or [])
+    async def plan_one(self, ctx: Context, deployment: Obj) -> Change | Skip:
+        return await _plan_one(ctx, _request(ctx), deployment)
 
-    async def execute(self, ctx: Context, planned: Planned) -> Executed:
-        return await write_all(ctx, kube.DEPLOYMENTS, planned.state)
-
-    async def verify(self, ctx: Context) -> Progress:
-        looks = [await _verify_one(ctx, entry) for entry in recorded(ctx, DEPLOYMENTS_UNDO) or []]
-        return combined(looks, reasons.ROLLBACK_FAILED)
+    async def verify_one(self, ctx: Context, entry: Mapping[str, Any]) -> Progress:
+        return await _verify_one(ctx, entry)
 
     async def undo(self, ctx: Context) -> Progress:
         return Progress.failure(

@@ -25,27 +25,24 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from incidentops import kube
-from incidentops.actions.base import INCIDENT_ANNOTATION, KEY_ANNOTATION, Context, Executed, Planned, Progress, Skip
+from incidentops.actions.base import INCIDENT_ANNOTATION, KEY_ANNOTATION, Context, Progress, Skip
 from incidentops.actions.common import (
+    DEPLOYMENTS_UNDO,
     Change,
+    EachDeployment,
     Obj,
     Ref,
-    all_carry_key,
     annotate_ops,
     annotations_of,
     carries_key,
     caught_up,
     combined,
-    deployments_for,
     gitops_guard,
     patch_read,
-    plan_of,
-    progress_window,
     recorded,
     stamp,
     unannotate_ops,
     undo_decision,
-    write_all,
 )
 from incidentops.api import reasons
 from incidentops.api.common import GROUP
@@ -55,10 +52,6 @@ __all__ = ["ORIGINAL_REPLICAS", "Scale", "replicas_of", "scale_progress"]
 
 ORIGINAL_REPLICAS: Final = f"{GROUP}/original-replicas"
 """On a Deployment this action scaled: the replica count it had before (also in the record's undo data)."""
-DEPLOYMENTS_UNDO: Final = "deployments"
-"""The key of ``Planned.undo``: each Deployment scaled, its original count and the count set."""
-
-
 # --- decisions on JSON, no cluster --------------------------------------------------------------
 
 
@@ -83,34 +76,21 @@ def scale_progress(deployment: Mapping[str, Any], wanted: int) -> Progress:
 # --- the action -------------------------------------------------------------------------------------
 
 
-class Scale:
+class Scale(EachDeployment):
     """Scale Deployments (see the module doc)."""
 
     type = ActionType.SCALE
+    done_reason = reasons.NOTHING_TO_DO
+    failure_reason = reasons.TARGET_CHANGED
 
-    async def plan(self, ctx: Context) -> Planned | Skip:
-        request = _request(ctx)
-        found = await deployments_for(ctx, request.deployment)
-        if isinstance(found, Skip):
-            return found
-        outcomes = [_plan_one(ctx, request, deployment) for deployment in found.objects]
-        return plan_of(
-            found,
-            outcomes,
-            undo_key=DEPLOYMENTS_UNDO,
-            done_reason=reasons.NOTHING_TO_DO,
-            verify_within=progress_window(outcome.obj for outcome in outcomes if isinstance(outcome, Change)),
-        )
+    def deployment_name(self, ctx: Context) -> str | None:
+        return _request(ctx).deployment
 
-    async def applied(self, ctx: Context) -> bool:
-        return await all_carry_key(ctx, kube.DEPLOYMENTS, recorded(ctx, DEPLOYMENTS_UNDO) or [])
+    async def plan_one(self, ctx: Context, deployment: Obj) -> Change | Skip:
+        return _plan_one(ctx, _request(ctx), deployment)
 
-    async def execute(self, ctx: Context, planned: Planned) -> Executed:
-        return await write_all(ctx, kube.DEPLOYMENTS, planned.state)
-
-    async def verify(self, ctx: Context) -> Progress:
-        looks = [await _verify_one(ctx, entry) for entry in recorded(ctx, DEPLOYMENTS_UNDO) or []]
-        return combined(looks, reasons.TARGET_CHANGED)
+    async def verify_one(self, ctx: Context, entry: Mapping[str, Any]) -> Progress:
+        return await _verify_one(ctx, entry)
 
     async def undo(self, ctx: Context) -> Progress:
         looks = [await _undo_one(ctx, entry) for entry in recorded(ctx, DEPLOYMENTS_UNDO) or []]
