@@ -41,6 +41,7 @@ from incidentops.api.incident import PlannedChange
 from incidentops.domain.common import clip
 
 __all__ = [
+    "CHANGES_LIMIT",
     "DEFAULT_PROGRESS_DEADLINE",
     "DEPLOYMENTS_UNDO",
     "PROGRESS_DEADLINE_GRACE",
@@ -81,6 +82,8 @@ Obj = dict[str, Any]
 
 UNDO_TEXT_LIMIT: Final = 4096
 """The longest text one entry of ``status.actions[].undo`` holds (the CRD's bound)."""
+CHANGES_LIMIT: Final = 16
+"""The most changes ``status.actions[].changes`` holds (the CRD's bound)."""
 
 DEPLOYMENTS_UNDO: Final = "deployments"
 """The key of ``Planned.undo`` of an action on Deployments: each one changed, as verify and undo need it."""
@@ -358,6 +361,12 @@ def plan_of(
     skips = [outcome for outcome in outcomes if isinstance(outcome, Skip)]
     if all(change.operations is None for change in changes):
         return skip_all([Skip(done_reason, change.summary) for change in changes] + skips)
+    undo = dump([change.entry for change in changes])
+    if len(changes) > CHANGES_LIMIT or len(undo) > UNDO_TEXT_LIMIT:
+        return Skip(
+            reasons.TOO_MANY_TARGETS,
+            f"{len(changes)} objects to change: more than one action's record holds; name fewer targets",
+        )
     warnings = [f"{ref} not found" for ref in found.missing]
     warnings += [warning for change in changes for warning in change.warnings]
     warnings += [f"skipped: {skip.message}" for skip in skips]
@@ -365,7 +374,7 @@ def plan_of(
         target=", ".join(str(change.ref) for change in changes),
         summary=clip("; ".join(change.summary for change in changes)),
         changes=tuple(change.planned for change in changes),
-        undo={undo_key: dump([change.entry for change in changes])},
+        undo={undo_key: undo},
         verify_within=verify_within,
         warnings=tuple(clip(warning) for warning in warnings),
         state=changes,

@@ -148,3 +148,11 @@ def test_several_looks_fail_if_one_fails_and_are_done_when_all_are() -> None:
     assert combined([done, waiting, failed], reasons.ROLLBACK_FAILED) == failed
     assert combined([Progress(failed=True, message="x")], reasons.ROLLBACK_FAILED).reason == reasons.ROLLBACK_FAILED
     assert not combined([], reasons.ROLLBACK_FAILED).done, "nothing recorded is never done"
+
+
+def test_more_changes_than_a_record_holds_are_refused() -> None:
+    outcomes = [change(f"d{i}", [{"op": "add", "path": "/x", "value": i}]) for i in range(17)]
+    refused = plan_of(
+        Found([], []), outcomes, undo_key="d", done_reason=reasons.ALREADY_DONE, verify_within=datetime.timedelta(1)
+    )
+    assert isinstance(refused, Skip) and refused.reason == reasons.TOO_MANY_TARGETS
