@@ -2,7 +2,8 @@
 
 Where it sits: beside ``notify`` and ``kube``; the action runner (``incidentops.handlers.actions``) drives
 them, the domain (``incidentops.domain.actions``) decides which run and when. ``base.py`` is the interface
-and what each step promises; ``registry`` maps a type to its module.
+and what each step promises; ``registry`` maps a type to its module; ``common.py`` is what the workload
+modules share (their targets, the GitOps guard, writes under a resourceVersion precondition).
 
 - ``rollback.py``: a Deployment back to an earlier ReplicaSet revision, as ``kubectl rollout undo`` does.
 - ``maintenance.py``: a Service's selector (or an Ingress's backends) switched to a maintenance backend.

@@ -13,6 +13,7 @@ which loses unknown fields and costs a copy): one path builder, one request func
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,15 +37,22 @@ __all__ = [
     "Kind",
     "create_object",
     "delete_object",
+    "get_metadata",
     "get_object",
     "json_patch",
+    "json_pointer",
+    "label_selector",
     "list_of",
     "pod_log",
+    "precondition_failed",
     "replace_object",
     "test_resource_version",
 ]
 
 JSON_PATCH = "application/json-patch+json"
+# The API server answers with the object's metadata alone (``PartialObjectMetadata``) when asked so:
+# what a caller that needs only when an object changed reads, without its data.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,9 @@ async def _call(
     body: Any = None,
     content_type: str = "application/json",
     text: bool = False,
+    accept: str = "application/json",
 ) -> Any:
-    headers = {"Accept": "text/plain" if text else "application/json", "Content-Type": content_type}
+    headers = {"Accept": "text/plain" if text else accept, "Content-Type": content_type}
     return await api.call_api(
         path,
         method,
@@ -117,6 +126,39 @@ async def get_object(api: client.ApiClient, kind: Kind, namespace: str | None, n
             return None
         raise
     return result
+
+
+async def get_metadata(api: client.ApiClient, kind: Kind, namespace: str | None, name: str) -> Body | None:
+    """The object's metadata only (its ``metadata`` as a ``PartialObjectMetadata``), or None when it does not
+    exist: when it was created and last changed (``managedFields[].time``), never its data."""
+    try:
+        result: Body = await _call(api, "GET", kind.path(namespace, name), accept=METADATA_ONLY)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return result
+
+
+def label_selector(selector: Mapping[str, Any]) -> str:
+    """The text form of a ``metav1.LabelSelector`` given as JSON (``matchLabels``, ``matchExpressions``), as
+    ``labelSelector=`` takes it; a plain map (a Service's ``spec.selector``) is ``{"matchLabels": map}``.
+    An empty selector is the empty text, which selects everything: callers that must not act on everything
+    check for it first."""
+    terms = [f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items()]
+    for requirement in selector.get("matchExpressions") or []:
+        key, operator, values = requirement["key"], requirement["operator"], requirement.get("values") or []
+        if operator == "In":
+            terms.append(f"{key} in ({','.join(values)})")
+        elif operator == "NotIn":
+            terms.append(f"{key} notin ({','.join(values)})")
+        elif operator == "Exists":
+            terms.append(key)
+        elif operator == "DoesNotExist":
+            terms.append(f"!{key}")
+        else:
+            raise ValueError(f"unknown label selector operator {operator!r}")
+    return ",".join(terms)
 
 
 async def list_of(
@@ -151,6 +193,34 @@ async def create_object(api: client.ApiClient, kind: Kind, namespace: str | None
 def test_resource_version(resource_version: str) -> dict[str, Any]:
     """The JSON patch operation that makes a patch a compare-and-swap on the object's resourceVersion."""
     return {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
+
+
+def json_pointer(*segments: str) -> str:
+    """A JSON pointer (RFC 6901) to ``segments``, escaped: ``json_pointer("metadata", "labels",
+    "app.kubernetes.io/name")`` is ``/metadata/labels/app.kubernetes.io~1name``."""
+    return "".join("/" + segment.replace("~", "~0").replace("/", "~1") for segment in segments)
+
+
+def precondition_failed(exc: BaseException) -> bool:
+    """Whether a write may have failed on its precondition: a 409 (a replace or delete with a stale
+    resourceVersion or uid), or a 422 that says the JSON patch did not apply. The API server words a failed
+    ``test`` like any patch that does not apply ("the server rejected our request due to an error in our
+    request", no field named), unlike an invalid object (a 422 that names the object and its fields): a
+    caller that built its patch from the very read it tests can take one for the other, or read again."""
+    if not isinstance(exc, ApiException):
+        return False
+    if exc.status == 409:
+        return True
+    if exc.status != 422:
+        return False
+    try:
+        status = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(status, dict):
+        return False
+    details = status.get("details") or {}
+    return not details.get("causes") and not details.get("name")
 
 
 async def json_patch(
