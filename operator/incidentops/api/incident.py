@@ -195,9 +195,10 @@ class MaintenanceAction(ApiModel):
 
 
 class QuarantineAction(ApiModel):
-    """Isolate Pods: collect their evidence first, then relabel them out of their ReplicaSet and Service,
-    and apply a deny-all NetworkPolicy to them. Undo deletes the NetworkPolicy; the Pods stay out of
-    rotation for inspection."""
+    """Isolate Pods: collect their evidence first, then relabel them out of their ReplicaSet and Service (the
+    ReplicaSet replaces them; they keep running for analysis), and apply a deny-all NetworkPolicy to them.
+    Not undone by itself: ``kubectl incident release`` (or deleting the incident) deletes the quarantined
+    Pods and the NetworkPolicy. At most 8 Pods, owned by a ReplicaSet or by nothing."""
 
     selector: LabelSelector | None = None
     """The Pods to quarantine, in the incident's namespace. Default: the incident's selector targets."""

@@ -915,7 +915,7 @@ class EscalationPolicySpec(ApiModel):
     """How alert-born incidents follow their alerts."""
 
     remediation: list[Remediation] = Field(default_factory=list, max_length=16, json_schema_extra=list_type("atomic"))
-    """Actions the operator takes by itself (not yet acted on: actions are not built yet)."""
+    """Actions the operator takes by itself (see docs/actions.md)."""
 
     impact_escalation: list[ImpactEscalation] = Field(
         default_factory=list, max_length=8, json_schema_extra=list_type("atomic")
@@ -923,10 +923,10 @@ class EscalationPolicySpec(ApiModel):
     """Cost thresholds that notify more people (not yet acted on: impact escalation is not built yet)."""
 
     evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
-    """What happens to evidence (not yet acted on: evidence collection is not built yet)."""
+    """What happens to evidence."""
 
     guards: Guards = Field(default_factory=Guards)
-    """Limits on the operator's own actions (not yet acted on: actions are not built yet)."""
+    """Limits on the operator's own actions."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:

@@ -132,6 +132,11 @@ class ActionRunner:
     def busy(self, key: Key, name: str) -> bool:
         return (key, name) in self._busy
 
+    async def drain(self) -> None:
+        """Wait until every task started so far has ended (shutdown, and tests)."""
+        while self._busy:
+            await asyncio.wait(list(self._busy.values()))
+
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` (leadership lost, or shutdown): then every task is cancelled, and the records stay
         where they are for the next leader (Running is resumed there: applied, or executed)."""
@@ -291,6 +296,11 @@ class ActionRunner:
             deadline = ctx.record.verify_by
             if deadline is not None and self.clock() >= deadline:
                 message = "not in effect in time" + (f": {progress.message}" if progress.message else "")
+                if ctx.record.type is ActionType.MAINTENANCE:
+                    # Traffic that did not reach the maintenance backend must go back where it was: safe
+                    # when wrong (the module switches back by itself before this; this is the last word).
+                    undone = await self.undo_once(ctx, module)
+                    message += f"; switched back: {undone.message}" if undone.done else f"; {undone.message}"
                 await self._finish(key, ctx, ActionPhase.FAILED, reasons.VERIFY_TIMED_OUT, message)
                 return
             await asyncio.sleep(delay)
@@ -317,7 +327,13 @@ class ActionRunner:
         )
 
     async def undo_once(self, ctx: base.Context, module: base.Action) -> base.Progress:
-        return await module.undo(ctx)
+        """One undo, a conflict (the object changed between the read and the write) retried on a fresh read."""
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                return await module.undo(dataclasses.replace(ctx, now=self.clock()))
+            except base.Conflict as exc:
+                logger.info("undo of %s: %s; trying again", ctx.record.name, exc)
+        return base.Progress.waiting(f"the object kept changing ({_CONFLICT_ATTEMPTS} attempts)")
 
     # -- deletion -------------------------------------------------------------------------------------
 

@@ -138,8 +138,7 @@ async def run(ledger: MemoryLedger, module: Scripted) -> None:
     task = asyncio.create_task(runner.run(stop))
     await asyncio.sleep(0)
     runner.submit(KEY, ledger.incident)
-    while runner.busy(KEY, "scale-up"):
-        await asyncio.sleep(0.5)
+    await runner.drain()
     stop.set()
     await task
 
