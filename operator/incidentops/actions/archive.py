@@ -62,6 +62,7 @@ __all__ = [
     "pack",
     "safe_path",
     "store",
+    "sums",
 ]
 
 FORMAT: Final = f"{GROUP}/evidence/v1"
@@ -376,15 +377,21 @@ def _streams(loaded: Loaded, problems: list[Problem]) -> list[bytes | None]:
     return out
 
 
-def _assemble(entry: Mapping[str, Any], streams: Sequence[bytes | None]) -> bytes | None:
+def _assemble(entry: Mapping[str, Any], streams: Sequence[bytes | None]) -> bytes | int:
+    """The item's bytes, or the index of the chunk that keeps it from being assembled."""
     data = b""
     for part in entry.get("parts") or []:
         index, offset, length = int(part["chunk"]), int(part["offset"]), int(part["bytes"])
         stream = streams[index] if 0 <= index < len(streams) else None
         if stream is None or offset + length > len(stream):
-            return None
+            return index
         data += stream[offset : offset + length]
     return data
+
+
+def _chunk_label(loaded: Loaded, index: int) -> str:
+    chunks = loaded.manifest.get("chunks") or []
+    return str(chunks[index].get("name")) if 0 <= index < len(chunks) else f"#{index} (not in the manifest)"
 
 
 def check(loaded: Loaded, expected: str | None = None) -> list[Problem]:
@@ -396,8 +403,10 @@ def check(loaded: Loaded, expected: str | None = None) -> list[Problem]:
     for entry in loaded.manifest.get("items") or []:
         name = str(entry.get("name"))
         data = _assemble(entry, streams)
-        if data is None:
-            problems.append(Problem(f"item {name}", "its chunk is missing or unreadable"))
+        if isinstance(data, int):
+            problems.append(
+                Problem(f"item {name}", f"in chunk {_chunk_label(loaded, data)}, which is missing or unreadable")
+            )
             recomputed.append((name, ""))
             continue
         sha = _sha256(data)
@@ -416,15 +425,19 @@ def check(loaded: Loaded, expected: str | None = None) -> list[Problem]:
     return problems
 
 
-def contents(loaded: Loaded) -> Iterator[tuple[str, bytes]]:
-    """Every item's name and bytes, in manifest order; ``ValueError`` for one that cannot be assembled."""
-    problems: list[Problem] = []
-    streams = _streams(loaded, problems)
+def contents(loaded: Loaded) -> Iterator[tuple[str, bytes | None]]:
+    """Every item's name and bytes, in manifest order; None for one that cannot be assembled (a chunk
+    missing or not gzip: :func:`check` says which)."""
+    streams = _streams(loaded, [])
     for entry in loaded.manifest.get("items") or []:
         data = _assemble(entry, streams)
-        if data is None:
-            raise ValueError(f"item {entry.get('name')}: its chunk is missing or unreadable")
-        yield str(entry.get("name")), data
+        yield str(entry.get("name")), None if isinstance(data, int) else data
+
+
+def sums(loaded: Loaded) -> bytes:
+    """The manifest's items as ``sha256sum`` lines: ``sha256sum -c`` checks extracted files against it, and
+    its own sha256 is the digest over all items."""
+    return "".join(f"{e.get('sha256')}  {e.get('name')}\n" for e in loaded.manifest.get("items") or []).encode()
 
 
 def safe_path(root: Path, name: str) -> Path:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from incidentops import kube
 from incidentops.kube import INCIDENTS, Connection
 from incidentops.plugin import args as cli_args
-from incidentops.plugin import logic, render
+from incidentops.plugin import evidence, logic, render
 from incidentops.plugin.connection import (
     INCIDENTS_RESOURCE,
     PluginError,
@@ -245,6 +245,22 @@ async def cmd_declare(session: Session, args: argparse.Namespace) -> int:
     raise PluginError("could not find a free name for the incident; pass --name")
 
 
+async def cmd_evidence(session: Session, args: argparse.Namespace) -> int:
+    body = await session.get(args.name)
+    if args.verify or args.extract:
+        return await evidence.run(
+            session.conn.api, session.namespace, body, verify=args.verify, extract=args.extract, out=_out, err=_err
+        )
+    records = evidence.records(body)
+    if args.output:
+        _out(render.dump(records, args.output))
+    elif not records:
+        _err(f'No evidence recorded for incident "{args.name}".')
+    else:
+        _out(render.evidence_table(records, session.now()))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "describe": cmd_describe,
@@ -253,6 +269,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "contain": cmd_mark,
     "resolve": cmd_mark,
     "update": cmd_update,
+    "evidence": cmd_evidence,
 }
 
 

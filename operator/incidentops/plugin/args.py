@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from incidentops.api import IncidentType, Severity, parse_duration
 from incidentops.plugin.logic import is_valid_name
@@ -18,7 +19,9 @@ SEVERITIES = tuple(s.value for s in Severity)
 TYPES = tuple(t.value for t in IncidentType)
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
-DESCRIPTION = "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve."
+DESCRIPTION = (
+    "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve, evidence."
+)
 EPILOG = """\
 examples:
   kubectl incident list -A
@@ -26,6 +29,7 @@ examples:
   kubectl incident ack checkout-down --note "looking at the 14:05 deploy"
   kubectl incident update checkout-down --message "Rolled back; watching error rates"
   kubectl incident resolve checkout-down --summary "Rolled back 14:05 deploy" --root-cause "bad config"
+  kubectl incident evidence checkout-down --verify --extract ./checkout-down-evidence
 """
 
 
@@ -106,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_flags(root, suppress=False)
     commands = root.add_subparsers(
-        dest="command", metavar="{list,describe,declare,ack,contain,update,resolve}", required=True
+        dest="command", metavar="{list,describe,declare,ack,contain,update,resolve,evidence}", required=True
     )
 
     def command(name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
@@ -148,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("name", type=incident_name, help="the incident")
     resolve.add_argument("--summary", required=True, type=text(4096, min_length=1), help="what happened, what fixed it")
     resolve.add_argument("--root-cause", type=text(4096), help="the root cause, when known")
+
+    evidence = command("evidence", "list an incident's evidence; verify its digests; extract its files")
+    evidence.add_argument("name", type=incident_name, help="the incident")
+    evidence.add_argument(
+        "--verify", action="store_true", help="recompute every chunk's and item's sha256; exit 1 on any mismatch"
+    )
+    evidence.add_argument(
+        "--extract",
+        type=Path,
+        metavar="DIR",
+        help="write every item as a file under DIR/<evidence name>/ (verified too)",
+    )
+    evidence.add_argument("-o", "--output", choices=("json", "yaml"), help="print status.evidence instead")
     return root
 
 

@@ -98,6 +98,7 @@ def test_item_names_must_be_unique() -> None:
 def test_the_digest_over_all_items_is_sha256sum_of_the_extracted_files(tmp_path: Path) -> None:
     items = [Item("events/namespace.json", b"[]\n"), Item("manifests/Pod/shop/cart-1.json", b"{}\n")]
     packed = archive.pack(items)
+    assert hashlib.sha256(archive.sums(loaded(packed))).hexdigest() == packed.digest
     for item in items:
         path = archive.safe_path(tmp_path, item.name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,8 +164,7 @@ def test_a_missing_chunk_and_a_manifest_that_lies_about_its_digest() -> None:
     assert any(p.endswith(": missing") for p in problems)
     assert any(p.startswith("item a/x.log") for p in problems)
     assert any(p.startswith("manifest: its items' digest") for p in problems)
-    with pytest.raises(ValueError, match=r"a/x\.log"):
-        list(archive.contents(archive_read))
+    assert list(archive.contents(archive_read)) == [("a/x.log", None)]
 
 
 # --- names and paths -----------------------------------------------------------------------------------------

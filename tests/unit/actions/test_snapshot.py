@@ -153,7 +153,8 @@ def unpacked(cluster: FakeCluster) -> dict[str, bytes]:
     configmaps = stored(cluster)
     manifest = json.loads(configmaps[archive.manifest_name(KEY)]["data"]["manifest.json"])
     chunks = {n: base64.b64decode(cm["binaryData"]["chunk.gz"]) for n, cm in configmaps.items() if "binaryData" in cm}
-    return dict(archive.contents(archive.Loaded(archive.manifest_name(KEY), manifest, dict(chunks))))
+    loaded = archive.Loaded(archive.manifest_name(KEY), manifest, dict(chunks))
+    return {name: data or b"" for name, data in archive.contents(loaded)}
 
 
 # --- collection ---------------------------------------------------------------------------------------------
