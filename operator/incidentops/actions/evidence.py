@@ -63,7 +63,7 @@ MAX_EVENTS: Final = 1000
 """``events/namespace.json`` keeps the newest this many (an object's own Events are all kept)."""
 
 MAX_PODS: Final = 20
-"""Pods whose manifests and logs are collected, at most (the first by namespace and name)."""
+"""Pods whose manifests and logs are collected, at most: those a target names, then by namespace and name."""
 
 MAX_OWNER_DEPTH: Final = 4
 
@@ -99,8 +99,8 @@ class Ref:
 
 @dataclass
 class Scope:
-    """What a snapshot covers: the objects read (targets, then owners and Pods, in that order), which of
-    them are Pods whose logs are read, reads the API refused, and what was not followed and why."""
+    """What a snapshot covers: the objects read (the targets, their Pods, then the owners of both), the
+    Pods whose logs are read, the reads the API refused (by item name), and what was not followed and why."""
 
     objects: dict[Ref, Body] = field(default_factory=dict)
     targets: list[Ref] = field(default_factory=list)
@@ -131,7 +131,7 @@ def _refused(exc: BaseException) -> bool:
     return isinstance(exc, kube.ApiError) and kube.error_kind(exc) is kube.ErrorKind.PERMANENT
 
 
-def selector_string(selector: Mapping[str, Any]) -> str:
+def _selector(selector: Mapping[str, Any]) -> str:
     """A ``metav1.LabelSelector`` as the API's ``labelSelector`` query (empty: everything)."""
     terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
     for expr in selector.get("matchExpressions") or []:
@@ -199,13 +199,13 @@ def _pod_selector(body: Body) -> str | None:
     """The Pods of a workload or a Service, as a label selector; None: it has no Pods of its own."""
     kind, spec = body.get("kind"), body.get("spec") or {}
     if kind == "Service":
-        return selector_string({"matchLabels": spec["selector"]}) if spec.get("selector") else None
+        return _selector({"matchLabels": spec["selector"]}) if spec.get("selector") else None
     if kind in ("ReplicaSet", "Deployment", "StatefulSet") and spec.get("selector"):
-        return selector_string(spec["selector"])
+        return _selector(spec["selector"])
     return None
 
 
-def target_namespaces(incident: Incident) -> list[str]:
+def _namespaces(incident: Incident) -> list[str]:
     """The incident's namespace and every other one its targets name, in that order."""
     own = incident.metadata.namespace or ""
     return list(dict.fromkeys([own, *(t.namespace or own for t in incident.spec.targets)]))
@@ -226,7 +226,7 @@ async def resolve(api: kube.ApiClient, incident: Incident) -> Scope:
             found = await _get(api, scope, Ref(kind, namespace, target.name))
             bodies = [found] if found is not None else []
         else:
-            selector = selector_string(target.selector.to_dict() if target.selector else {})
+            selector = _selector(target.selector.to_dict() if target.selector else {})
             bodies = await _list(api, scope, KINDS[kind], namespace, selector, f"targets/{index}")
             if not bodies:
                 scope.notes.append(f"target {kind} in {namespace} selected by {selector!r}: none found")
@@ -408,7 +408,7 @@ async def collect(
 ) -> list[Item]:
     """Everything a snapshot of ``incident`` holds, redacted, in the order of the module doc."""
     own = incident.metadata.namespace or ""
-    events = await _read_events(api, target_namespaces(incident)) if request.events else {}
+    events = await _read_events(api, _namespaces(incident)) if request.events else {}
     scope = await resolve(api, incident)
     items: list[Item] = _event_items(own, events, scope) if request.events else []
     notes = list(scope.notes)

@@ -355,3 +355,17 @@ async def test_there_is_nothing_to_undo(cluster: FakeCluster) -> None:
     assert progress.failed and progress.reason == reasons.UNDO_SKIPPED
     assert "evidence is kept" in progress.message
     assert SNAPSHOT.type is ActionType.SNAPSHOT
+
+
+def test_label_selectors_become_the_apis_query() -> None:
+    selector = {
+        "matchLabels": {"tier": "web", "app": "cart"},
+        "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["prod", "staging"]},
+            {"key": "canary", "operator": "NotIn", "values": ["true"]},
+            {"key": "team", "operator": "Exists"},
+            {"key": "legacy", "operator": "DoesNotExist"},
+        ],
+    }
+    assert evidence._selector(selector) == "app=cart,tier=web,env in (prod,staging),canary notin (true),team,!legacy"
+    assert evidence._selector({}) == ""
