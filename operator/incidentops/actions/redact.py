@@ -158,23 +158,24 @@ def _pem(text: str, mark: _Placeholders) -> str:
 
 
 # Header and payload are base64url JSON objects, so a JWT starts with eyJ ('{"').
-_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+_JWT = re.compile(r"eyJ(?<![A-Za-z0-9_-]...)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 
-_TOKENS = re.compile(
-    "|".join(
-        (
-            r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])",
-            r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}",
-            r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,255}",
-            r"(?<![A-Za-z0-9_])glpat-[A-Za-z0-9_-]{20,}",
-            r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}",
-            r"(?<![A-Za-z0-9])xapp-[0-9]+-[A-Za-z0-9-]{10,}",
-            r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}",
-            r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",
-            r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}",
-            r"(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",
-            r"(?<![A-Za-z0-9])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
-        )
+# Each after its literal prefix, a lookbehind as wide as the prefix plus one: the character before the
+# token is no token character. (A lookbehind first would cost the regex engine its fast literal scan.)
+_TOKENS = tuple(
+    re.compile(p)
+    for p in (
+        r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)(?<![A-Z0-9].{4})[A-Z0-9]{16}(?![A-Z0-9])",
+        r"gh[pousr]_(?<![A-Za-z0-9_].{4})[A-Za-z0-9]{36,255}",
+        r"github_pat_(?<![A-Za-z0-9_].{11})[A-Za-z0-9_]{22,255}",
+        r"glpat-(?<![A-Za-z0-9_].{6})[A-Za-z0-9_-]{20,}",
+        r"xox[abposr]-(?<![A-Za-z0-9].{5})[A-Za-z0-9-]{10,}",
+        r"xapp-(?<![A-Za-z0-9].{5})[0-9]+-[A-Za-z0-9-]{10,}",
+        r"AIza(?<![A-Za-z0-9].{4})[0-9A-Za-z_-]{35}",
+        r"(?:sk|rk)_(?:live|test)_(?<![A-Za-z0-9].{8})[0-9A-Za-z]{16,}",
+        r"npm_(?<![A-Za-z0-9_].{4})[A-Za-z0-9]{36}",
+        r"pypi-AgEIcHlwaS5vcmc(?<![A-Za-z0-9].{20})[A-Za-z0-9_-]{50,}",
+        r"SG\.(?<![A-Za-z0-9].{3})[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
     )
 )
 
@@ -191,14 +192,17 @@ _BEARER = re.compile(r"(?P<head>\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+)[A-Za-z
 # A cookie header carries several credentials (a=1; b=2): the rest of its line goes.
 _COOKIE_HEADER = re.compile(r"(?im)(?P<head>\b(?:set-)?cookie[ \t]*:[ \t]*)[^\r\n]+")
 
-# NAME then '=' (spaces allowed), ': ' or ':"', then a quoted value or a word (with an auth scheme before
-# it). The name is a bounded run matched whole and checked for a credential word in Python, so a long run
-# of letters costs linear time, not a backtracking search for the word inside it.
-_NAME_VALUE = re.compile(
+# NAME then '=' (spaces allowed), ': ' or ':"'. The name is a bounded run matched whole and checked for a
+# credential word in Python, so a long run of letters costs linear time, not a backtracking search for the
+# word inside it; the value is matched only after a credential name (a=a=a=... stays linear too).
+_NAME_SEP = re.compile(
     r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z0-9_.-]{1,128})"
     r"(?P<sep>[\"']?(?:[ \t]*=[ \t]*|[ \t]*:(?:[ \t]+|(?=[\"']))))"
-    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'"
-    r"|(?:(?:[Bb]earer|BEARER|[Bb]asic|BASIC|[Tt]oken)[ \t]+)?[^\s\"',;&)}\]<>]+)"
+)
+# A quoted value, or a word (with an auth scheme before it).
+_VALUE = re.compile(
+    r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'"
+    r"|(?:(?:[Bb]earer|BEARER|[Bb]asic|BASIC|[Tt]oken)[ \t]+)?[^\s\"',;&)}\]<>]+"
 )
 
 
@@ -206,14 +210,13 @@ def _name_values(text: str, mark: _Placeholders) -> str:
     marker = mark(MARKER)
     out: list[str] = []
     done = pos = 0
-    while (match := _NAME_VALUE.search(text, pos)) is not None:
-        if not is_credential_name(match["name"]):
-            pos = match.end("sep")  # the value may itself be a NAME=value (x=--password=...)
+    while (match := _NAME_SEP.search(text, pos)) is not None:
+        pos = match.end()  # on a name that is no credential, its value may itself be a NAME=value
+        if not is_credential_name(match["name"]) or (value := _VALUE.match(text, pos)) is None:
             continue
-        value = match["value"]
-        quote = value[0] if value[0] in "\"'" else ""
-        out += [text[done : match.end("sep")], quote, marker, quote]
-        done = pos = match.end()
+        quote = value[0][0] if value[0][0] in "\"'" else ""
+        out += [text[done:pos], quote, marker, quote]
+        done = pos = value.end()
     out.append(text[done:])
     return "".join(out)
 
@@ -244,7 +247,7 @@ def _is_high_entropy(run: str) -> bool:
 _TEXT_RULES: Final[tuple[Rule, ...]] = (
     _pem,
     _replaced(_JWT),
-    _replaced(_TOKENS),
+    *(_replaced(token) for token in _TOKENS),
     _replaced(_SLACK_WEBHOOK, keep="head"),
     _checked(_AWS_SECRET, _is_aws_secret),
     _replaced(_URL_PASSWORD, keep="head"),

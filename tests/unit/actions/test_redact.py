@@ -11,6 +11,7 @@ import base64
 import json
 import random
 import string
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -337,3 +338,16 @@ def test_names_uids_digests_and_plain_words_are_kept(name: str, uid: Any, digest
     assert redact_text(line) == line
     obj = {"metadata": {"name": name, "uid": str(uid), "labels": {"app": name}}, "status": {"imageID": digest}}
     assert redact_object(obj) == obj
+
+
+@pytest.mark.parametrize(
+    "unit", ["a=", "x: ", "password=", 'token="', "Bearer ", "https://u:", "A/", "-----BEGIN PRIVATE KEY-----", '"']
+)
+def test_hostile_text_costs_linear_time(unit: str) -> None:
+    """A log is whatever a Pod printed: 200 KB of one repeated fragment must not take quadratic time (which
+    would be minutes here; linear is well under a second)."""
+    text = unit * (200_000 // len(unit))
+    started = time.perf_counter()
+    once = redact_text(text)
+    assert time.perf_counter() - started < 5
+    assert redact_text(once) == once
