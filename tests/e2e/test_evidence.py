@@ -121,6 +121,12 @@ def ready_pod(cluster: controlplane.ControlPlane, namespace: str) -> dict[str, A
     return pod
 
 
+def patch_status(cluster: controlplane.ControlPlane, namespace: str, what: str, status: dict[str, Any]) -> None:
+    """Write status as its owner would (the kubelet for a Pod; the runner for an Incident's evidence)."""
+    patch = json.dumps({"status": status})
+    cluster.kubectl("patch", what, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
+
+
 def restarted(cluster: controlplane.ControlPlane, namespace: str, pod: str) -> None:
     """What a kubelet reports after the container crashed once: kwok plays no crashes, the test does."""
     status = get_json(cluster, "pod", pod, "-n", namespace)["status"]
@@ -129,17 +135,7 @@ def restarted(cluster: controlplane.ControlPlane, namespace: str, pod: str) -> N
         container["lastState"] = {
             "terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2024-05-01T11:59:00Z"}
         }
-    cluster.kubectl(
-        "patch",
-        "pod",
-        pod,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"containerStatuses": status["containerStatuses"]}}),
-    )
+    patch_status(cluster, namespace, f"pod/{pod}", {"containerStatuses": status["containerStatuses"]})
 
 
 def event(cluster: controlplane.ControlPlane, namespace: str, pod: dict[str, Any]) -> None:
@@ -250,11 +246,18 @@ def plugin(cluster: controlplane.ControlPlane, *argv: str) -> subprocess.Complet
     return result
 
 
-def test_a_snapshot_stores_redacted_verifiable_evidence(
-    cluster: controlplane.ControlPlane, crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def kwok(cluster: controlplane.ControlPlane, crds: None) -> controlplane.ControlPlane:
+    """The session's cluster, with the CRDs; these tests plant log lines, which only kwok's nodes serve."""
     if not cluster.serves_pod_logs:
         pytest.skip("plants log lines through kwok, which only the local control plane runs")
+    return cluster
+
+
+def test_a_snapshot_stores_redacted_verifiable_evidence(
+    kwok: controlplane.ControlPlane, operator_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    cluster = kwok
     cluster.apply(workload(namespace))
     pod = ready_pod(cluster, namespace)
     pod_name = pod["metadata"]["name"]
@@ -283,18 +286,7 @@ def test_a_snapshot_stores_redacted_verifiable_evidence(
     records = [first["executed"].evidence[0], second["executed"].evidence[0]]
     assert [r.name for r in records] == ["evidence-first", "after-restart"]
 
-    # The runner appends the records to status.evidence; so does the test, through the status subresource.
-    cluster.kubectl(
-        "patch",
-        "incident",
-        "cart-down",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"evidence": [r.to_dict() for r in records]}}),
-    )
+    patch_status(cluster, namespace, "incident/cart-down", {"evidence": [r.to_dict() for r in records]})
 
     cms = configmaps(cluster, namespace)
     assert len(cms) >= 4  # a manifest and at least one chunk per snapshot
@@ -376,10 +368,9 @@ def test_a_snapshot_stores_redacted_verifiable_evidence(
 
 
 def test_a_log_bigger_than_a_chunk_spans_configmaps_the_api_accepts(
-    cluster: controlplane.ControlPlane, crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path
+    kwok: controlplane.ControlPlane, operator_kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:
-    if not cluster.serves_pod_logs:
-        pytest.skip("plants log lines through kwok, which only the local control plane runs")
+    cluster = kwok
     cluster.apply(workload(namespace))
     pod_name = ready_pod(cluster, namespace)["metadata"]["name"]
     # Hex digests are kept by redaction and compress to about half: a megabyte of them needs two chunks.
@@ -392,17 +383,7 @@ def test_a_log_bigger_than_a_chunk_spans_configmaps_the_api_accepts(
     chunks = [cm for cm in configmaps(cluster, namespace) if "binaryData" in cm]
     assert len(chunks) >= 2
     assert all(len(base64.b64decode(cm["binaryData"]["chunk.gz"])) <= archive.CHUNK_BYTES for cm in chunks)
-    cluster.kubectl(
-        "patch",
-        "incident",
-        "cart-down",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"evidence": [record.to_dict()]}}),
-    )
+    patch_status(cluster, namespace, "incident/cart-down", {"evidence": [record.to_dict()]})
     out = tmp_path / "extracted"
     extracted = plugin(cluster, "evidence", "cart-down", "-n", namespace, "--verify", "--extract", str(out))
     assert extracted.returncode == 0, extracted.stderr
