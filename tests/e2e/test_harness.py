@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from incidentops.testing import controlplane
 from tests.e2e.conftest import eventually, get_json
 
@@ -77,3 +79,25 @@ def test_api_server_reports_its_real_version(cluster: controlplane.ControlPlane)
     server = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]
     assert server["gitVersion"].startswith("v1."), server
     assert int(server["major"]) == 1 and int(server["minor"].rstrip("+")) >= 34, server
+
+
+def test_kubectl_logs_reach_kwok_as_a_kubelet(cluster: controlplane.ControlPlane, namespace: str) -> None:
+    """kube-apiserver asks the node's kubelet (kwok's server, at the node's InternalIP) for a Pod's logs."""
+    if not cluster.serves_pod_logs:
+        pytest.skip("the logs of a real cluster's containers are not ours to write")
+    cluster.kubectl("run", "talker", "--image=registry.invalid/talker:1", "-n", namespace)
+    eventually(
+        "the Pod Running",
+        lambda: get_json(cluster, "pod", "talker", "-n", namespace)["status"].get("phase") == "Running",
+        timeout=60,
+    )
+    cluster.write_pod_log(["started", "serving on :8080"])
+    cluster.write_pod_log(["the instance before the restart"], previous=True)
+
+    current = cluster.kubectl("logs", "talker", "-n", namespace)
+    assert current.stdout == "started\nserving on :8080\n"
+    previous = cluster.kubectl("logs", "talker", "-n", namespace, "--previous")
+    assert previous.stdout == "the instance before the restart\n"
+    # Lines carry their time (CRI format), so the kubelet's own filters apply.
+    tail = cluster.kubectl("logs", "talker", "-n", namespace, "--tail=1", "--since=1h")
+    assert tail.stdout == "serving on :8080\n"

@@ -9,5 +9,6 @@ modules share (their targets, the GitOps guard, writes under a resourceVersion p
 - ``maintenance.py``: a Service's selector (or an Ingress's backends) switched to a maintenance backend.
 - ``quarantine.py``: Pods relabelled out of their ReplicaSet and Service, isolated by a NetworkPolicy.
 - ``scale.py``: a Deployment's replica count.
-- ``snapshot.py``: evidence, stored as immutable gzip'd ConfigMaps (``evidence.py``, ``redact.py``).
+- ``snapshot.py``: evidence (``snapshot.SNAPSHOT``): ``evidence.py`` collects it, ``redact.py`` removes
+  secrets from it, ``archive.py`` stores it as immutable gzip'd ConfigMaps and reads it back.
 """

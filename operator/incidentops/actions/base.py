@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from incidentops.api.common import GROUP
 from incidentops.api.incident import ActionRecord, ActionTemplate, ActionType, EvidenceRecord, Incident, PlannedChange
@@ -42,6 +42,7 @@ __all__ = [
     "INCIDENT_ANNOTATION",
     "KEY_ANNOTATION",
     "Action",
+    "Collects",
     "Conflict",
     "Context",
     "Executed",
@@ -148,6 +149,15 @@ class Progress:
 
 class Conflict(Exception):
     """An object changed between the plan and the write (409, or a failed resourceVersion test): plan again."""
+
+
+@runtime_checkable
+class Collects(Protocol):
+    """An action whose outcome is evidence (the snapshot): what it stored, found again after a crash."""
+
+    async def evidence(self, ctx: Context) -> EvidenceRecord | None:
+        """The record of what this action stored already (None: nothing yet)."""
+        ...
 
 
 class Action(Protocol):

@@ -16,11 +16,12 @@ from incidentops.actions.maintenance import Maintenance
 from incidentops.actions.quarantine import Quarantine
 from incidentops.actions.rollback import Rollback
 from incidentops.actions.scale import Scale
+from incidentops.actions.snapshot import SNAPSHOT
 from incidentops.api.incident import ActionType
 
 __all__ = ["MODULES", "REGISTRY", "module_for"]
 
-MODULES: Final[tuple[Action, ...]] = (Rollback(), Maintenance(), Quarantine(), Scale())
+MODULES: Final[tuple[Action, ...]] = (Rollback(), Maintenance(), Quarantine(), Scale(), SNAPSHOT)
 """One instance of each action module (they keep no state of their own: everything is in the Context)."""
 
 REGISTRY: Final[Mapping[ActionType, Action]] = MappingProxyType({module.type: module for module in MODULES})

@@ -116,6 +116,7 @@ QUARANTINE_RELEASED = "QuarantineReleased"  # quarantined Pods deleted and their
 SCALED = "Scaled"  # a Deployment was scaled and its replicas are ready
 SCALE_RESTORED = "ScaleRestored"  # the original replica count is back
 EVIDENCE_COLLECTED = "EvidenceCollected"  # evidence stored and recorded in status.evidence
+EVIDENCE_INCOMPLETE = "EvidenceIncomplete"  # a snapshot's manifest or chunks missing or altered after storing
 UNDO_SKIPPED = "UndoSkipped"  # an undo found the object changed by someone else since: left as it is
 
 # --- why an action is where it is (status.actions[].reason) ---------------------------------------

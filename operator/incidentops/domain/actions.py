@@ -372,13 +372,15 @@ def may_start(incident: Incident, selection: Selection) -> bool:
 
 
 def runnable(incident: Incident, resolved: bool) -> list[ActionRecord]:
-    """The records the runner has work for: Pending, Running (a crash may have interrupted them), and
-    Succeeded with an undo due; in ledger order (evidence first)."""
-    return [
-        record
-        for record in incident.status.actions
-        if record.phase in (ActionPhase.PENDING, ActionPhase.RUNNING) or undo_due(incident, record, resolved)
-    ]
+    """The records the runner has work for now, in ledger order: Pending and Running ones (a crash may have
+    interrupted a Running one), and Succeeded ones with an undo due. Evidence first: while a snapshot is
+    still to finish, no other action starts (their look comes again when it is recorded)."""
+    active = (ActionPhase.PENDING, ActionPhase.RUNNING)
+    undos = [record for record in incident.status.actions if undo_due(incident, record, resolved)]
+    snapshots = [r for r in incident.status.actions if r.type is ActionType.SNAPSHOT and r.phase in active]
+    if snapshots:
+        return [*snapshots, *undos]
+    return [r for r in incident.status.actions if r.phase in active or r in undos]
 
 
 def templates(incident: Incident, selection: Selection) -> Mapping[str, ActionTemplate]:

@@ -247,6 +247,11 @@ class ActionRunner:
             if executed is None:
                 return
             await self._note(key, ctx, executed)
+        elif isinstance(module, base.Collects):
+            # Stored before a crash, maybe not recorded: the record goes into status.evidence now.
+            stored = await module.evidence(ctx)
+            if stored is not None:
+                await self._note(key, ctx, base.Executed(message=f"stored {stored.ref}", evidence=(stored,)))
         await self._verify(key, ctx, module)
 
     async def _execute(self, key: Key, ctx: base.Context, module: base.Action) -> base.Executed | None:

@@ -11,6 +11,7 @@ beside ``actions`` and ``notify``, above ``domain`` and ``api``. Its parts:
   the caller's identity;
 - ``generic.py``: any built-in kind as plain JSON (what actions change and evidence reads), with
   writes under a resourceVersion precondition;
+- ``evidence.py``: what evidence reads beyond that: a container's log as the bytes the kubelet served;
 - ``lease.py``: the Lease of leader election;
 - ``errors.py``: what a failure is (temporary, permanent, other) and how to say it.
 
@@ -38,6 +39,7 @@ from incidentops.kube.errors import (
     retry_after,
     server_message,
 )
+from incidentops.kube.evidence import read_pod_log
 from incidentops.kube.generic import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -136,6 +138,7 @@ __all__ = [
     "read",
     "read_lease",
     "read_pod",
+    "read_pod_log",
     "read_replica_set",
     "read_secret",
     "replace_lease",

@@ -2,13 +2,15 @@
 
 Where it sits: below ``incidentops.cli`` (which installs it as the
 ``kubectl-incident`` console script, so kubectl finds it as a plugin), above
-``kube``, ``domain`` and ``api``. It writes only ``spec`` (acknowledgement,
-containment, resolution, statusUpdate, or a new Incident); the operator reacts.
+``actions`` (the evidence archive's format), ``kube``, ``domain`` and ``api``. It
+writes only ``spec`` (acknowledgement, containment, resolution, statusUpdate, or
+a new Incident); the operator reacts.
 
 - ``args``: the command line (kubectl's ``-n``, ``--context``, ``--kubeconfig``
   anywhere on the line).
 - ``logic``: pure: the episode rule, ``at`` stamps, names, the merge patches.
-- ``render``: pure: the list table, ``describe``, JSON/YAML.
+- ``render``: pure: the list table, ``describe``, the evidence table, JSON/YAML.
+- ``evidence``: ``kubectl incident evidence``: verify and extract an incident's evidence.
 - ``connection``: kubeconfig and context, and the cluster's refusals explained.
 - ``app``: the commands, and :func:`main`.
 

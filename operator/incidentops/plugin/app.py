@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from incidentops import kube
 from incidentops.kube import INCIDENTS, Connection
 from incidentops.plugin import args as cli_args
-from incidentops.plugin import logic, render
+from incidentops.plugin import evidence, logic, render
 from incidentops.plugin.connection import (
     INCIDENTS_RESOURCE,
     PluginError,
@@ -309,6 +309,22 @@ async def cmd_release(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_evidence(session: Session, args: argparse.Namespace) -> int:
+    body = await session.get(args.name)
+    if args.verify or args.extract:
+        return await evidence.run(
+            session.conn.api, session.namespace, body, verify=args.verify, extract=args.extract, out=_out, err=_err
+        )
+    records = evidence.records(body)
+    if args.output:
+        _out(render.dump(records, args.output))
+    elif not records:
+        _err(f'No evidence recorded for incident "{args.name}".')
+    else:
+        _out(render.evidence_table(records, session.now()))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "describe": cmd_describe,
@@ -321,6 +337,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "approve": cmd_approve,
     "undo": cmd_undo,
     "release": cmd_release,
+    "evidence": cmd_evidence,
 }
 
 

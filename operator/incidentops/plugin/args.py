@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from incidentops.api import IncidentType, Severity, parse_duration
 from incidentops.plugin.logic import is_valid_name
@@ -20,7 +21,7 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 DESCRIPTION = (
     "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve;"
-    " and their actions: actions, approve, undo, release."
+    " their actions: actions, approve, undo, release; and their evidence."
 )
 EPILOG = """\
 examples:
@@ -31,6 +32,7 @@ examples:
   kubectl incident resolve checkout-down --summary "Rolled back 14:05 deploy" --root-cause "bad config"
   kubectl incident actions checkout-down
   kubectl incident approve checkout-down rollback-checkout
+  kubectl incident evidence checkout-down --verify --extract ./checkout-down-evidence
 """
 
 
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(root, suppress=False)
     commands = root.add_subparsers(
         dest="command",
-        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release}",
+        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence}",
         required=True,
     )
 
@@ -170,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("name", type=incident_name, help="the incident")
     resolve.add_argument("--summary", required=True, type=text(4096, min_length=1), help="what happened, what fixed it")
     resolve.add_argument("--root-cause", type=text(4096), help="the root cause, when known")
+
+    evidence = command("evidence", "list an incident's evidence; verify its digests; extract its files")
+    evidence.add_argument("name", type=incident_name, help="the incident")
+    evidence.add_argument(
+        "--verify", action="store_true", help="recompute every chunk's and item's sha256; exit 1 on any mismatch"
+    )
+    evidence.add_argument(
+        "--extract",
+        type=Path,
+        metavar="DIR",
+        help="write every item as a file under DIR/<evidence name>/ (verified too)",
+    )
+    evidence.add_argument("-o", "--output", choices=("json", "yaml"), help="print status.evidence instead")
     return root
 
 

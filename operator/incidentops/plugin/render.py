@@ -137,6 +137,22 @@ def as_list(items: Sequence[Body]) -> Body:
     return {"apiVersion": "v1", "kind": "List", "items": sorted(items, key=sort_key), "metadata": {}}
 
 
+EVIDENCE_HEADERS = ("NAME", "REF", "ITEMS", "BYTES", "SHA256", "COLLECTED")
+
+
+def evidence_table(records: Sequence[Body], now: datetime.datetime) -> str:
+    """``kubectl incident evidence NAME``: one row per ``status.evidence`` record, the full digest included
+    (people compare it with what they extracted)."""
+    rows = [
+        [
+            *(_text(r.get(key)) for key in ("name", "ref", "items", "bytes", "sha256")),
+            _when(r.get("collectedAt"), now),
+        ]
+        for r in records
+    ]
+    return table(EVIDENCE_HEADERS, rows)
+
+
 def dump(obj: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(obj, indent=2, sort_keys=False)

@@ -12,6 +12,13 @@ collection, namespaces, service accounts and their tokens, endpoint slices),
 kube-scheduler, and kwok playing the kubelets of a few fake nodes, so Pods are
 scheduled and become Running and Ready and Services get endpoints.
 
+kwok also serves what a kubelet serves the API server: container logs. Its
+server listens on loopback; the fake nodes give 127.0.0.1 as their InternalIP
+and kwok's port as their kubelet port, and kube-apiserver reaches kubelets by
+InternalIP, so ``kubectl logs`` (and ``--previous``) reach kwok, which answers
+from two files in the work directory (:meth:`ControlPlane.write_pod_log`),
+for every container of every Pod: there are no real containers to tell apart.
+
 Every process is started in its own session with a parent-death signal, its
 output kept in a log file for failure reports, and stopped by pid: no orphans,
 also on Ctrl-C, a failed test, or a killed test runner.
@@ -23,6 +30,7 @@ import base64
 import contextlib
 import ctypes
 import dataclasses
+import datetime
 import json
 import os
 import shutil
@@ -176,6 +184,12 @@ class _Cluster:
     def logs(self, tail: int = 60) -> str:
         return ""
 
+    serves_pod_logs = False
+    """Whether :meth:`write_pod_log` sets what ``kubectl logs`` answers (kwok's nodes; not a real cluster)."""
+
+    def write_pod_log(self, lines: Sequence[str], *, previous: bool = False) -> None:
+        raise NotImplementedError("only the local control plane's kwok nodes serve logs from a file")
+
     def stop(self) -> None:
         pass
 
@@ -213,6 +227,7 @@ class ControlPlane(_Cluster):
     """
 
     existing = False
+    serves_pod_logs = True
 
     def __init__(
         self,
@@ -236,6 +251,21 @@ class ControlPlane(_Cluster):
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.server = ""
         self.kubectl_path = Path("kubectl")
+        self.pod_logs = self.workdir / "pod-logs"
+
+    def write_pod_log(self, lines: Sequence[str], *, previous: bool = False) -> None:
+        """Set what every kwok container's log says (``--previous``: its previous instance's), replacing it.
+
+        kwok reads the file as a kubelet reads a container runtime's (the CRI
+        format: timestamp, stream, tag, text), so ``sinceSeconds`` and
+        ``limitBytes`` work; each line is stamped now, on stdout.
+        """
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        path = self.pod_logs / ("previous.log" if previous else "current.log")
+        self.pod_logs.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{stamp} stdout F {line}\n" for line in lines))
+        tmp.replace(path)  # kwok opens the file per request: it sees the old text or the new, never half
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -310,6 +340,8 @@ class ControlPlane(_Cluster):
                 # the reconciler refuses; nothing in the cluster needs to reach us.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # kwok's nodes are reached on loopback, at their InternalIP (the Hostname does not resolve).
+                "--kubelet-preferred-address-types=InternalIP",
                 "--v=0",
             ],
         )
@@ -362,17 +394,22 @@ class ControlPlane(_Cluster):
         # kwok plays kubelets: it needs to update any node and pod status.
         kwok_cert = ca.issue("kwok", "kwok-controller", organizations=("system:masters",))
         kwok_kc = self._write_kubeconfig(self.workdir / "kwok.kubeconfig", ca.cert, "kwok", kwok_cert)
+        # kwok's server plays every fake node's kubelet server (TLS with a certificate of its own, which
+        # kube-apiserver does not check without --kubelet-certificate-authority, as with kubeadm's default).
+        kubelet_port = free_port()
         self._spawn(
             "kwok",
             [
                 str(bins["kwok"]),
                 f"--kubeconfig={kwok_kc}",
                 f"--config={Path(__file__).with_name('kwok-stages.yaml')}",
+                f"--config={self._kwok_logs_config()}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--cidr=10.244.0.0/16",
-                "--node-ip=10.0.0.2",
-                f"--server-address=127.0.0.1:{free_port()}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={kubelet_port}",
+                f"--server-address=127.0.0.1:{kubelet_port}",
                 "--node-lease-duration-seconds=40",
             ],
             env={"HOME": str(self.workdir)},
@@ -458,6 +495,26 @@ class ControlPlane(_Cluster):
             if out:
                 out.close()
         self._processes.append(_Process(name, popen, log))
+
+    def _kwok_logs_config(self) -> Path:
+        """kwok's ClusterLogs: every container of every Pod logs what :meth:`write_pod_log` wrote."""
+        self.pod_logs.mkdir(exist_ok=True)
+        doc = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "incidentops-pod-logs"},
+            "spec": {
+                "logs": [
+                    {
+                        "logsFile": str(self.pod_logs / "current.log"),
+                        "previousLogsFile": str(self.pod_logs / "previous.log"),
+                    }
+                ]
+            },
+        }
+        path = self.workdir / "kwok-logs.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
 
     def _write_kubeconfig(self, path: Path, ca: Path, user: str, pair: pki.KeyPair) -> Path:
         doc = kubeconfig_document(self.server, ca, user=user, client_cert=pair.cert, client_key=pair.key)

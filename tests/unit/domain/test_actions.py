@@ -266,3 +266,18 @@ def test_resolution_with_a_pending_snapshot_still_collects_evidence() -> None:
     selection = select_policy(inc, [with_remediation()], OPERATOR_NS)
     decision = acting.ledger(inc, selection, resolved=True, operator_namespace=OPERATOR_NS, recent=0, now=at(1))
     assert phases(decision) == {"logs": (ActionPhase.PENDING, None)}
+
+
+def test_evidence_first_nothing_else_starts_while_a_snapshot_is_to_finish() -> None:
+    records = [
+        ActionRecord(name="evidence-first", type=ActionType.SNAPSHOT, phase=ActionPhase.RUNNING, key="a"),
+        ActionRecord(name="roll-back", type=ActionType.ROLLBACK, phase=ActionPhase.PENDING, key="b"),
+        ActionRecord(name="old", type=ActionType.MAINTENANCE, phase=ActionPhase.SUCCEEDED, key="c",
+                     undo={acting.UNDO_ON_RESOLVE: "true"}),
+    ]  # fmt: skip
+    inc = with_status(incident(severity="P1"), IncidentStatus(actions=records))
+    assert [r.name for r in acting.runnable(inc, resolved=False)] == ["evidence-first"]
+    assert [r.name for r in acting.runnable(inc, resolved=True)] == ["evidence-first", "old"]
+    done = [records[0].model_copy(update={"phase": ActionPhase.SUCCEEDED}), *records[1:]]
+    inc = with_status(inc, IncidentStatus(actions=done))
+    assert [r.name for r in acting.runnable(inc, resolved=False)] == ["roll-back"]

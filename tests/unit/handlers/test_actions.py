@@ -315,3 +315,25 @@ async def test_deletion_undoes_what_is_in_place_and_says_when_it_cannot_yet() ->
     slow = ActionRunner("api", ledger, clock, lambda _: Slow(log), operator_namespace=OPERATOR_NS)  # type: ignore[arg-type]
     with pytest.raises(UndoFailed):
         await slow.undo_for_deletion(KEY, seen)
+
+
+@pytest.mark.looptime
+async def test_evidence_stored_before_a_crash_is_recorded_after_it() -> None:
+    from incidentops.api.incident import EvidenceRecord
+
+    stored = EvidenceRecord(name="scale-up", ref="incidentops-evidence-abc", sha256="0" * 64, bytes=10, items=2,
+                            collected_at=EPOCH)  # fmt: skip
+
+    class Snapshotting(Scripted):
+        async def evidence(self, ctx: base.Context) -> EvidenceRecord | None:
+            self.log.append("evidence")
+            return stored
+
+    log: list[str] = []
+    ledger = MemoryLedger(
+        pending(phase=ActionPhase.RUNNING, started_at=at(0), verify_by=EPOCH + datetime.timedelta(hours=1)), log=log
+    )
+    await run(ledger, Snapshotting(log, applied_=True))
+    assert "execute" not in log and "evidence" in log
+    assert [e.ref for e in ledger.incident.status.evidence] == ["incidentops-evidence-abc"]
+    assert ledger.record().phase is ActionPhase.SUCCEEDED
