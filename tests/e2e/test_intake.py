@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime
 import json
 import os
 from collections.abc import Iterator
@@ -26,7 +27,8 @@ from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e import alertmanager as am
 from tests.e2e.conftest import eventually, get_json
-from tests.unit.intake.payloads import alert, payload
+from tests.e2e.receivers import Receivers
+from tests.unit.intake.payloads import ZERO_TIME, alert, payload
 
 TOKEN = "e2e-token-current"
 PREVIOUS = "e2e-token-previous"
@@ -420,3 +422,68 @@ def test_prometheus_rule_to_alertmanager_to_incident(
             assert obj["spec"]["title"] == f"checkout in {namespace}: availability below 99%"
             obj = the_incident(cluster, namespace, "classification", lambda o: (o.get("status") or {}).get("severity"))
             assert obj["status"]["severity"] == "P1", "the rule's severity, classified by the policy"
+
+
+# --- when an alert-born incident started -------------------------------------------------------------------
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    "starts_at",
+    [
+        pytest.param(lambda: ZERO_TIME, id="alertmanagers-zero-time"),
+        pytest.param(lambda: _iso(datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)), id="clock-ahead"),
+        pytest.param(lambda: "9999-12-31T23:59:59Z", id="far-future"),
+    ],
+)
+def test_an_incident_starts_when_its_alerts_say_or_on_receipt_never_in_year_1_or_later(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    receivers: Receivers,
+    namespace: str,
+    starts_at: Any,
+) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "incidentops.dev/v1alpha1",
+            "kind": "EscalationPolicy",
+            "metadata": {"name": "paging", "namespace": namespace},
+            "spec": {
+                "levels": [
+                    {"name": "on-call", "after": "0s", "notify": ["hook"]},
+                    {"name": "team-lead", "after": "1h", "notify": ["hook"]},
+                    {"name": "cto", "after": "2h", "notify": ["hook"]},
+                ],
+                "channels": [{"name": "hook", "webhook": {"url": f"{receivers.base_url}/webhook/hook"}}],
+            },
+        }
+    )
+    group = {"alertname": "StartTime", "namespace": namespace}
+    alerts = [alert(starts_at=starts_at(), namespace=namespace, severity="critical", pod=f"s-{i}") for i in range(3)]
+    before = datetime.datetime.now(datetime.UTC)
+    status, answer = post(receiver.alerts_url, payload(alerts, group_labels=group))
+    after = datetime.datetime.now(datetime.UTC)
+    assert status == 200 and answer["created"], answer
+    name = answer["incident"]["name"]
+
+    def paged() -> list[tuple[str, str | None]]:
+        return [
+            (d.body["event"], d.body.get("levelName"))
+            for d in receivers.of("webhook", incident=name)
+            if isinstance(d.body, dict) and d.body.get("incident", {}).get("name") == name
+        ]
+
+    eventually("the first level's page", lambda: ("triggered", "on-call") in paged(), timeout=60)
+    obj = the_incident(cluster, namespace, "the first level reached", lambda o: o["status"].get("escalation"))
+    started = datetime.datetime.fromisoformat(obj["status"]["startedAt"])
+    created = datetime.datetime.fromisoformat(obj["metadata"]["creationTimestamp"])
+    assert before - datetime.timedelta(seconds=1) <= started <= after, "the POST's receipt"
+    assert abs(started - created) < datetime.timedelta(seconds=5)
+    assert obj["status"]["severity"] == "P1"
+    assert obj["status"]["escalation"]["levelName"] == "on-call"
+    breached = condition(obj, "SLABreached")
+    assert breached is None or breached["status"] != "True", breached
+    assert paged() == [("triggered", "on-call")], "only the first level, no breach"

@@ -41,6 +41,7 @@ from incidentops.api.incident import (
     SourceKind,
     Target,
 )
+from incidentops.domain.common import utc
 
 __all__ = [
     "ALERT_GROUP_LABEL",
@@ -256,10 +257,28 @@ def alerts_status(group: AlertGroup, received_at: datetime.datetime) -> AlertsSt
 _ZERO_TIME_YEAR = 1  # Go's zero time, 0001-01-01T00:00:00Z
 
 
-def earliest_start(group: AlertGroup) -> datetime.datetime | None:
-    """The earliest ``startsAt`` of the group's alerts (Go's zero time ignored), or None."""
-    starts = [a.starts_at for a in group.alerts if a.starts_at.year > _ZERO_TIME_YEAR]
-    return min(starts) if starts else None
+def _usable_start(moment: datetime.datetime) -> datetime.datetime | None:
+    """``moment`` in UTC, or None for Alertmanager's "unset" (year 1) and for what UTC cannot hold."""
+    try:
+        moment = moment.astimezone(datetime.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is year 0 in UTC, 9999-12-31T23:00:00-02:00 year 10000
+        return None
+    return moment if moment.year > _ZERO_TIME_YEAR else None
+
+
+def earliest_start(group: AlertGroup, received_at: datetime.datetime) -> datetime.datetime:
+    """When the group's incident started (UTC): the earliest ``startsAt`` of its alerts, never after ``received_at``.
+
+    Alertmanager sends its zero time (0001-01-01T00:00:00Z) for "unset": such
+    a start is ignored, else the incident would have started in year 1 and
+    breached every deadline at once. A start later than the POST's receipt (a
+    sender's clock ahead of ours) is the receipt: a start in the future would
+    hold back the first page until then. No usable ``startsAt`` at all: the
+    receipt.
+    """
+    received = utc(received_at)
+    starts = [s for s in (_usable_start(a.starts_at) for a in group.alerts) if s is not None]
+    return min([*starts, received])
 
 
 # --- spec -----------------------------------------------------------------------------------------

@@ -333,10 +333,9 @@ class IncidentWriter:
         old = body.get("status") or {}
         status = dict(old)
         status["alerts"] = alerts.to_dict()
-        if not status.get("startedAt"):
-            started = alertgroups.earliest_start(payload)
-            if started is not None:
-                status["startedAt"] = started.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+        if not status.get("startedAt") and alerts.last_received_at is not None:
+            started = alertgroups.earliest_start(payload, alerts.last_received_at)
+            status["startedAt"] = started.isoformat().replace("+00:00", "Z")
         probe.changed = status != old
         return status
 
