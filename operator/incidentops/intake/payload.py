@@ -35,6 +35,7 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_NAME",
     "MAX_LABEL_VALUE",
+    "MAX_TRUNCATED",
     "PayloadError",
     "WebhookAlert",
     "WebhookPayload",
@@ -51,6 +52,8 @@ MAX_ANNOTATIONS = 128
 """Annotations per alert (and common annotations)."""
 MAX_ANNOTATION_VALUE = 65536
 """Characters of an annotation value (descriptions, runbooks)."""
+MAX_TRUNCATED = 2**63 - 1
+"""``truncatedAlerts``: Alertmanager's is a uint64, ``status.alerts.truncated`` an int64 (what the API server keeps)."""
 MAX_ERRORS = 20
 """Validation errors listed in a 422 answer."""
 
@@ -93,7 +96,7 @@ class WebhookPayload(_Strict):
 
     version: Literal["4"]
     group_key: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-    truncated_alerts: int = Field(0, ge=0)
+    truncated_alerts: int = Field(0, ge=0, le=MAX_TRUNCATED)
     status: Status
     receiver: Annotated[str, StringConstraints(min_length=1, max_length=253)]
     group_labels: Labels = Field(default_factory=dict)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incidentops.intake.payload import MAX_LABELS, PayloadError, WebhookPayload, parse
+from incidentops.intake.payload import MAX_LABELS, MAX_TRUNCATED, PayloadError, WebhookPayload, parse
 from tests.unit.intake.payloads import alert, body, json_values, mutated_payloads, payload, valid_payloads
 
 # A real Alertmanager 0.25 POST (captured from the e2e test's Alertmanager).
@@ -70,6 +70,7 @@ def test_unknown_keys_are_ignored() -> None:
         (body({**payload(), "status": "pending"}), 422, "status", "'firing' or 'resolved'"),
         (body({**payload(), "truncatedAlerts": "1"}), 422, "truncatedAlerts", "valid integer"),
         (body({**payload(), "truncatedAlerts": -1}), 422, "truncatedAlerts", "greater than or equal to 0"),
+        (body({**payload(), "truncatedAlerts": 2**63}), 422, "truncatedAlerts", "less than or equal to"),
         (body({**payload(), "alerts": []}), 422, "alerts", "at least 1 item"),
         (body({**payload(), "alerts": {}}), 422, "alerts", "valid array"),
         (body({**payload(), "receiver": ""}), 422, "receiver", "at least 1 character"),
@@ -83,6 +84,10 @@ def test_bad_payloads_name_the_field(raw: bytes, status: int, field: str | None,
     if field is not None:
         assert error.errors[0]["field"] == field
         assert error.message.startswith(field) or field == "(body)"
+
+
+def test_the_largest_truncated_count_the_api_server_keeps_is_accepted() -> None:
+    assert parse(body({**payload(), "truncatedAlerts": MAX_TRUNCATED})).truncated_alerts == 2**63 - 1
 
 
 def test_errors_in_alerts_have_json_paths() -> None:
