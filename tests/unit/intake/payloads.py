@@ -6,6 +6,7 @@ of them straight to the receiver).
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -133,9 +134,9 @@ json_values = st.recursive(
 
 
 @st.composite
-def mutated_payloads(draw: st.DrawFn) -> Any:
-    """A valid payload with one part replaced, removed or retyped: near misses, where parsers break."""
-    value = draw(valid_payloads())
+def mutated_payloads(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]] | None = None) -> Any:
+    """A valid payload (of ``base``) with one part replaced, removed or retyped: near misses, where parsers break."""
+    value = copy.deepcopy(draw(base if base is not None else valid_payloads()))
     path: list[Any] = []
     node: Any = value
     while isinstance(node, (dict, list)) and node and draw(st.booleans()):
