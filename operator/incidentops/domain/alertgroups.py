@@ -44,6 +44,7 @@ from incidentops.api.incident import (
     SourceKind,
     Target,
 )
+from incidentops.domain.common import utc
 
 __all__ = [
     "ALERT_GROUP_LABEL",
@@ -328,20 +329,36 @@ def with_fired_at(previous: AlertsStatus | None, snapshot: AlertsStatus) -> Aler
 _ZERO_TIME_YEAR = 1  # Go's zero time, 0001-01-01T00:00:00Z
 
 
-def earliest_start(group: AlertGroup) -> datetime.datetime | None:
-    """The earliest ``startsAt`` of the group's firing alerts (Go's zero time means unknown), or None."""
-    starts = [a.starts_at for a in group.alerts if a.status == FIRING and a.starts_at.year > _ZERO_TIME_YEAR]
-    return min(starts) if starts else None
+def _usable_start(moment: datetime.datetime) -> datetime.datetime | None:
+    """``moment`` in UTC, or None for Alertmanager's "unset" (year 1) and for what UTC cannot hold."""
+    try:
+        moment = moment.astimezone(datetime.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is year 0 in UTC, 9999-12-31T23:00:00-02:00 year 10000
+        return None
+    return moment if moment.year > _ZERO_TIME_YEAR else None
+
+
+def _firing_starts(group: AlertGroup) -> list[datetime.datetime]:
+    return [s for s in (_usable_start(a.starts_at) for a in group.alerts if a.status == FIRING) if s is not None]
+
+
+def earliest_start(group: AlertGroup, received_at: datetime.datetime) -> datetime.datetime:
+    """When the group's problem started (UTC): the earliest ``startsAt`` of its firing alerts, never after
+    ``received_at``.
+
+    Alertmanager sends its zero time (0001-01-01T00:00:00Z) for "unset": such
+    a start is ignored, else the incident would have started in year 1. A
+    start later than the POST's receipt (a sender's clock ahead of ours) is the
+    receipt. No usable ``startsAt`` at all: the receipt.
+    """
+    return min([*_firing_starts(group), utc(received_at)])
 
 
 def started_at(group: AlertGroup, received_at: datetime.datetime) -> tuple[datetime.datetime, bool]:
-    """When the group's problem started as the receiver saw it, and whether that was clamped: the earliest
-    firing ``startsAt``, never later than ``received_at`` (a sender's clock ahead of ours); the receipt
-    itself when no alert says."""
-    earliest = earliest_start(group)
-    if earliest is None:
-        return received_at, False
-    return (received_at, True) if earliest > received_at else (earliest, False)
+    """:func:`earliest_start`, and whether it was clamped (every usable start was after the receipt), for
+    the timeline to say so."""
+    starts = _firing_starts(group)
+    return earliest_start(group, received_at), bool(starts) and min(starts) > utc(received_at)
 
 
 # --- spec -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from incidentops.api.incident import Incident
 from incidentops.domain import alertgroups
 from incidentops.intake.payload import WebhookPayload
-from tests.unit.intake.payloads import alert, body, payload, valid_payloads
+from tests.unit.intake.payloads import ZERO_TIME, alert, body, payload, starts_at_values, valid_payloads
 
 NOW = datetime.datetime(2025, 1, 31, 14, 5, tzinfo=datetime.UTC)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -114,12 +114,42 @@ def test_status_round_trips_through_the_api_model() -> None:
     assert status.to_dict()["lastReceivedAt"] == "2025-01-31T14:05:00Z"
 
 
-def test_earliest_start_ignores_go_zero_time() -> None:
-    alerts = [alert(starts_at="2025-01-31T13:00:00Z", pod="a"), alert(starts_at="2025-01-31T12:00:00Z", pod="b")]
-    assert alertgroups.earliest_start(parsed(payload(alerts))) == datetime.datetime(
-        2025, 1, 31, 12, tzinfo=datetime.UTC
+def test_earliest_start_is_the_earliest_starts_at_in_utc() -> None:
+    alerts = [alert(starts_at="2025-01-31T13:00:00Z", pod="a"), alert(starts_at="2025-01-31T13:30:00+01:30", pod="b")]
+    started = alertgroups.earliest_start(parsed(payload(alerts)), NOW)
+    assert started == datetime.datetime(2025, 1, 31, 12, tzinfo=datetime.UTC)
+    assert started.utcoffset() == datetime.timedelta(0)
+
+
+def test_earliest_start_ignores_alertmanagers_zero_time() -> None:
+    alerts = [alert(starts_at=ZERO_TIME, pod="a"), alert(starts_at="2025-01-31T13:00:00Z", pod="b")]
+    assert alertgroups.earliest_start(parsed(payload(alerts)), NOW) == datetime.datetime(
+        2025, 1, 31, 13, tzinfo=datetime.UTC
     )
-    assert alertgroups.earliest_start(parsed(payload([alert(starts_at="0001-01-01T00:00:00Z")]))) is None
+    only_zero = [alert(starts_at=ZERO_TIME, pod="a"), alert(starts_at="0001-01-01T00:00:00+01:00", pod="b")]
+    assert alertgroups.earliest_start(parsed(payload(only_zero)), NOW) == NOW, "no usable start: the receipt"
+
+
+def test_a_start_in_the_future_is_the_receipt() -> None:
+    ahead = [alert(starts_at="2025-01-31T14:06:00Z", pod="a"), alert(starts_at="9999-12-31T23:59:59-23:59", pod="b")]
+    assert alertgroups.earliest_start(parsed(payload(ahead)), NOW) == NOW
+
+
+RECEIPTS = st.datetimes(datetime.datetime(2000, 1, 1), datetime.datetime(2100, 1, 1), timezones=st.just(datetime.UTC))
+YEAR_2 = datetime.datetime(2, 1, 1, tzinfo=datetime.UTC)
+
+
+@given(starts=st.lists(starts_at_values, min_size=1, max_size=6), received=RECEIPTS)
+def test_the_start_is_never_year_1_and_never_after_the_receipt(starts: list[str], received: datetime.datetime) -> None:
+    group = parsed(payload([alert(starts_at=s, pod=f"p{i}") for i, s in enumerate(starts)]))
+    started = alertgroups.earliest_start(group, received)
+    assert started <= received
+    assert started >= YEAR_2
+    assert started.utcoffset() == datetime.timedelta(0)
+    assert started == received or started in [a.starts_at for a in group.alerts]
+    for a in group.alerts:
+        if YEAR_2 <= a.starts_at <= received:
+            assert started <= a.starts_at, "no usable start before the receipt is passed over"
 
 
 # --- spec ---------------------------------------------------------------------------------------------
