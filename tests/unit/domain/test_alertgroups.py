@@ -13,6 +13,8 @@ from incidentops.domain import alertgroups
 from incidentops.intake.payload import WebhookPayload
 from tests.unit.intake.payloads import alert, body, payload, valid_payloads
 
+from .builders import examples
+
 NOW = datetime.datetime(2025, 1, 31, 14, 5, tzinfo=datetime.UTC)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -218,7 +220,7 @@ def test_closed_and_sequence_read_from_json() -> None:
     assert alertgroups.sequence_of({"metadata": {"labels": {alertgroups.ALERT_GROUP_SEQUENCE_LABEL: "7"}}}) == 7
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(valid_payloads(), st.integers(1, 10_000))
 def test_every_valid_payload_makes_a_valid_incident(value: dict, sequence: int) -> None:
     group = parsed(value)

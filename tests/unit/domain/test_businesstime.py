@@ -14,7 +14,7 @@ from incidentops.api.common import Severity
 from incidentops.api.policy import BusinessHours
 from incidentops.domain import businesstime
 
-from .builders import Simulation, incident, level, mark, policy
+from .builders import Simulation, examples, incident, level, mark, policy
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 HOURS = BusinessHours(time_zone="Europe/Berlin")  # Mon-Fri 09:00-17:00
@@ -86,7 +86,7 @@ hours_strategy = (
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(hours=hours_strategy, start=moments, duration=durations)
 def test_add_and_elapsed_agree(hours: BusinessHours, start: datetime.datetime, duration: datetime.timedelta) -> None:
     end = businesstime.add(hours, start, duration)
@@ -96,7 +96,7 @@ def test_add_and_elapsed_agree(hours: BusinessHours, start: datetime.datetime, d
         assert businesstime.is_open(hours, end - datetime.timedelta(microseconds=1))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(hours=hours_strategy, moment=moments)
 def test_next_open_is_open_and_nothing_before_it_is(hours: BusinessHours, moment: datetime.datetime) -> None:
     opening = businesstime.next_open(hours, moment)
