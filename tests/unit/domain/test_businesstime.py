@@ -45,6 +45,13 @@ def test_next_open_skips_the_weekend_and_follows_the_wall_clock_across_summer_ti
     assert businesstime.next_open(HOURS, local(2026, 3, 30, 10)) == local(2026, 3, 30, 10)
 
 
+def test_closing_time_is_closed_and_a_page_due_then_waits_for_the_next_opening() -> None:
+    friday_five = local(2026, 3, 27, 17)
+    assert not businesstime.is_open(HOURS, friday_five)
+    assert businesstime.next_open(HOURS, friday_five) == local(2026, 3, 30, 9)
+    assert businesstime.next_open(HOURS, local(2026, 3, 27, 9)) == local(2026, 3, 27, 9)
+
+
 def test_add_counts_only_working_time_across_a_weekend_and_a_change_of_time() -> None:
     # Friday 15:00 + 4h of work: 2h on Friday, 2h on Monday -> Monday 11:00 local.
     assert businesstime.add(HOURS, local(2026, 3, 27, 15), datetime.timedelta(hours=4)) == local(2026, 3, 30, 11)
@@ -97,8 +104,14 @@ def test_add_and_elapsed_agree(hours: BusinessHours, start: datetime.datetime, d
 
 
 @settings(max_examples=examples(150), deadline=None)
-@given(hours=hours_strategy, moment=moments)
-def test_next_open_is_open_and_nothing_before_it_is(hours: BusinessHours, moment: datetime.datetime) -> None:
+@given(hours=hours_strategy, moment=moments, edge=st.sampled_from([None, "opening", "closing"]))
+def test_next_open_is_open_and_nothing_before_it_is(
+    hours: BusinessHours, moment: datetime.datetime, edge: str | None
+) -> None:
+    if edge is not None:  # the moment the hours open or close that day, where an off-by-one would show
+        wall = hours.opening() if edge == "opening" else hours.closing()
+        moment = datetime.datetime.combine(moment.astimezone(hours.zone()).date(), wall, tzinfo=hours.zone())
+        moment = moment.astimezone(UTC)
     opening = businesstime.next_open(hours, moment)
     assert opening >= moment
     assert businesstime.is_open(hours, opening)

@@ -324,3 +324,42 @@ def test_clamped_time_of_a_status_update_counts_for_the_update_clock() -> None:
     assert sim.status.sla is not None and sim.status.sla.next_update_by == at(16)
     assert sim.status.clamped_times[0].field is ClampedTimeField.STATUS_UPDATE
     assert datetime.timedelta(0) < sim.status.sla.next_update_by - at(0) <= datetime.timedelta(minutes=16)
+
+
+def test_a_reopened_episode_misses_its_own_deadlines_and_the_record_keeps_the_closed_ones() -> None:
+    """Episode 2 starts with no breach: missing its acknowledgement is a breach and a page again, and the
+    closed episode's record says what it missed and when it was contained and resolved."""
+    sim = alert_sim(severities={"P2": {"acknowledgeWithin": "10m"}})
+    sim.step(at(0))
+    sim.step(at(10))  # nobody acknowledged: episode 1 breaches
+    sim.edit(containment=mark(12))
+    sim.step(at(12))
+    sim.step(at(13))
+    receive(sim, 0, 20)
+    sim.step(at(20))
+    receive(sim, 1, 50)
+    sim.step(at(51))
+    assert sim.status.episode == 2
+    assert sim.status.sla is not None and sim.status.sla.breaches == []
+    assert cond.get_condition(sim.status.conditions, cond.SLA_BREACHED).status.value == "False"  # type: ignore[union-attr]
+    sim.step(at(60))
+    assert [(b.kind, b.deadline) for b in sim.status.sla.breaches] == [(BreachKind.ACKNOWLEDGE, at(60))]
+    assert [t for t, d in sim.events("sla-breached")] == [at(10), at(60)]
+    [first] = sim.status.episodes
+    assert (first.started_at, first.resolved_at) == (at(0), at(20))
+    assert (first.time_to_acknowledge_seconds, first.time_to_contain_seconds) == (720, 720)
+    assert first.time_to_resolve_seconds == 1200
+    assert first.breaches == [BreachKind.ACKNOWLEDGE]
+
+
+def test_an_acknowledgement_at_the_very_moment_the_episode_started_counts_for_it() -> None:
+    sim = alert_sim()
+    sim.step(at(0))
+    receive(sim, 0, 10)
+    sim.step(at(10))
+    receive(sim, 1, 40)
+    sim.edit(acknowledgement=mark(40, by="carol"))  # the pager went off as the group fired again
+    result = sim.step(at(40))
+    assert (sim.status.episode, sim.status.episode_started_at) == (2, at(40))
+    assert sim.status.phase is Phase.ACKNOWLEDGED and sim.status.acknowledged_by == "carol"
+    assert not [d for d in result.due if d.level_name]
