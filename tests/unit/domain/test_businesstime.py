@@ -10,6 +10,7 @@ import zoneinfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from incidentops.api import conditions as cond
 from incidentops.api.common import Severity
 from incidentops.api.policy import BusinessHours
 from incidentops.domain import businesstime
@@ -178,3 +179,54 @@ def test_update_reminders_count_business_time() -> None:
     sim.run_until(local(2026, 3, 30, 10, 45), start=local(2026, 3, 27, 15, 31))
     reminders = [t for t, _ in sim.events("update-due")]
     assert reminders == [local(2026, 3, 27, 16, 30), local(2026, 3, 30, 9, 30), local(2026, 3, 30, 10, 30)]
+
+
+def test_a_stakeholder_level_during_business_hours_waits_for_monday_and_hears_of_nothing_before() -> None:
+    p = policy(
+        levels=[
+            level("on-call", "0s"),
+            level("managers", "0s", until="resolved", notify=["managers"], during="businessHours"),
+        ],
+        business_hours=WORK,
+    )
+    sim = Simulation(created_friday_evening("P3"), [p])  # type: ignore[arg-type]
+    sim.step(FRIDAY_18)
+    sim.edit(acknowledgement={"by": "alice", "at": local(2026, 3, 28, 10).isoformat()})  # Saturday
+    sim.run_until(local(2026, 3, 30, 9), start=local(2026, 3, 28, 10))
+    pages = [(t, name) for t, name, *_ in sim.pages()]
+    assert pages == [(FRIDAY_18, "on-call"), (local(2026, 3, 30, 9), "managers")]
+    # Told of the page on Monday, after the acknowledgement: not told "acknowledged" late.
+    assert [d.channel for _, d in sim.events("acknowledged")] == ["pager"]
+
+
+def test_the_chain_runs_out_a_business_day_after_the_last_page() -> None:
+    """P4 counts business time: paged Monday 16:00, its people have until Tuesday 16:00 to answer."""
+    p = policy(levels=[level("on-call", "0s")], business_hours=WORK)
+    monday_four = local(2026, 3, 30, 16)
+    sim = Simulation(incident(severity="P4", created=monday_four), [p])
+    first = sim.step(monday_four)
+    assert first.wake_at == local(2026, 3, 31, 16)
+    sim.step(local(2026, 3, 31, 15, 59))
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    sim.step(local(2026, 3, 31, 16))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_a_page_that_waited_for_monday_gets_its_time_to_answer_from_monday() -> None:
+    p = policy(levels=[level("on-call", "0s", during="businessHours")], business_hours=WORK)
+    sim = Simulation(created_friday_evening("P1"), [p])  # type: ignore[arg-type]
+    plans = sim.run_until(local(2026, 3, 30, 9, 14), start=FRIDAY_18)
+    assert [t for t, *_ in sim.pages()] == [local(2026, 3, 30, 9)]
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert plans[-1].wake_at == local(2026, 3, 30, 9, 15)
+    sim.step(local(2026, 3, 30, 9, 15))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_a_wall_clock_severity_runs_out_on_the_wall_clock_whatever_the_policys_hours() -> None:
+    p = policy(levels=[level("on-call", "0s")], business_hours=WORK)
+    sim = Simulation(created_friday_evening("P1"), [p])  # type: ignore[arg-type]
+    first = sim.step(FRIDAY_18)
+    assert first.wake_at == FRIDAY_18 + datetime.timedelta(minutes=15)
+    sim.step(FRIDAY_18 + datetime.timedelta(minutes=15))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
