@@ -17,6 +17,7 @@ from incidentops.domain.alertgroups import with_fired_at
 from incidentops.domain.common import stamp
 from incidentops.domain.escalation import notification_key
 from incidentops.domain.plan import plan
+from incidentops.domain.selection import select_policy
 
 from .builders import OPERATOR_NS, Simulation, at, incident, level, mark, policy, with_spec, with_status
 
@@ -158,6 +159,13 @@ def test_an_acknowledgement_from_the_future_counts_as_received_and_says_so() -> 
     assert sim.status.episode == 2
     assert [d.level_name for d in result.due if d.level_name] == ["on-call"]
     assert not cond.is_true(sim.status.conditions, cond.ACKNOWLEDGED)
+
+
+def test_a_time_that_is_exactly_now_is_not_ahead_of_the_clock() -> None:
+    inc = incident(severity="P1", acknowledgement=mark(5))
+    status = plan(inc, select_policy(inc, [], OPERATOR_NS), at(5)).status
+    assert status.clamped_times == []
+    assert reasons.TIME_CLAMPED not in [e.kind for e in status.timeline]
 
 
 def test_a_new_time_replaces_the_clamp() -> None:

@@ -54,7 +54,7 @@ def test_a_missed_acknowledge_deadline_breaches_once() -> None:
     assert ("Warning", reasons.ACKNOWLEDGE_DEADLINE_MISSED) in [(t.type, t.reason) for t in breach.transitions]
     condition = cond.get_condition(sim.status.conditions, cond.SLA_BREACHED)
     assert condition is not None and condition.status.value == "True" and condition.reason == reasons.SLA_BREACHED
-    assert "acknowledge deadline" in condition.message
+    assert condition.message == "acknowledge deadline 2025-01-01T10:15:00Z missed"
     # notifyOnBreach defaults to the first level's channels.
     assert [(d.channel, d.detail) for _, d in sim.events("sla-breached")] == [
         ("pager", "Acknowledge"),
