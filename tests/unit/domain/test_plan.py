@@ -85,6 +85,21 @@ def test_an_announcement_is_recorded_under_its_event_and_a_breach_notice_under_i
     ]
 
 
+def test_every_transition_is_an_event_kubernetes_takes() -> None:
+    """Normal or Warning, with a reason and a message, whatever the plan went through."""
+    p = policy(levels=[level("on-call"), level("lead", "5m", notify=["lead"])], repeat={"times": 1, "every": "10m"})
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.run_until(at(30))
+    sim.edit(acknowledgement=mark(31), containment=mark(32))
+    sim.step(at(32))
+    sim.edit(severity="P3", resolution=mark(40))
+    sim.run_until(at(200), start=at(40))
+    events = [t for plan_ in sim.plans for t in plan_.transitions]
+    assert {t.type for t in events} == {"Normal", "Warning"}
+    assert all(t.reason and t.message for t in events)
+    assert {reasons.ESCALATED, reasons.ACKNOWLEDGED, reasons.RESOLVED, reasons.CLOSED} <= {t.reason for t in events}
+
+
 def test_recording_a_key_again_replaces_its_record() -> None:
     inc, selection = first_plan()
     result = plan(inc, selection, at(0))  # type: ignore[arg-type]
