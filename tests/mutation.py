@@ -1,6 +1,8 @@
 """`make mutation`: mutation testing of operator/incidentops/domain/ with mutmut, and its summary.
 
     python -m tests.mutation [--jobs N] [MUTANT ...]
+    python -m tests.mutation --recheck TEST ... [--jobs N]     (files, node IDs, or @FILE listing them)
+    python -m tests.mutation --report
 
 mutmut 3 copies the source into ``mutants/``, turns every function of the domain into a trampoline to its
 mutants, puts the copy first on ``sys.path``, and runs, for each mutant, the tests that call the function
@@ -18,6 +20,13 @@ tests pass anyway, and this script fails if no mutant was killed.
 Writes build/mutation/summary.json (the counts, the score ``killed / total``, and every mutant not
 killed with its file, line and mutation) and build/mutation/survivors.txt, and prints the score.
 MUTANT names (globs, as ``mutmut results`` prints them) check only those mutants.
+
+``--recheck`` is the quick second look after tests were added: it checks only the mutants the last
+summary did not kill, and only against the given tests (the new or changed ones), in
+build/mutation/recheck/. That is sound because every other test is deterministic (derandomized
+Hypothesis) and already failed to kill them; it refuses if the domain's code changed since. A mutant
+those tests kill counts as killed, every other keeps its earlier status. ``--report`` writes the summary
+of the last run in build/mutation/work/ again.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -38,6 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "mutation"
 WORK = OUT / "work"
+RECHECK = OUT / "recheck"
+DOMAIN = ROOT / "operator" / "incidentops" / "domain"
 LINKS = {"src": ROOT / "operator", "tests": ROOT / "tests", "pyproject.toml": ROOT / "pyproject.toml"}
 
 EXCLUDED = [
@@ -50,18 +62,34 @@ STATUSES = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped"
 _LISTED = ("killed", "survived", "timeout")  # the others go to "others", with their status
 
 
-def prepare() -> None:
-    """build/mutation/work/, empty but for the links (a run never reuses an earlier run's results)."""
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+def domain_digest() -> str:
+    """SHA-256 of the domain's sources: mutants are numbered per function, so names hold only for this code."""
+    digest = hashlib.sha256()
+    for path in sorted(DOMAIN.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def prepare(where: Path, tests: list[str] | None = None) -> None:
+    """``where``, empty but for the links (a run never reuses an earlier run's results); with ``tests``,
+    pyproject.toml is a copy whose mutmut test selection is those files."""
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
     for name, target in LINKS.items():
-        (WORK / name).symlink_to(target)
+        if name == "pyproject.toml" and tests is not None:
+            selection = "pytest_add_cli_args_test_selection = "
+            lines = target.read_text().splitlines(keepends=True)
+            assert sum(line.startswith(selection) for line in lines) == 1, f"one {selection!r} line expected"
+            lines = [selection + json.dumps(tests) + "\n" if line.startswith(selection) else line for line in lines]
+            (where / name).write_text("".join(lines))
+        else:
+            (where / name).symlink_to(target)
 
 
-def run_mutmut(jobs: int, mutants: list[str]) -> tuple[list[str], float]:
+def run_mutmut(jobs: int, mutants: list[str], where: Path = WORK) -> tuple[list[str], float]:
     command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(jobs), *mutants]
     started = time.monotonic()
-    result = subprocess.run(command, cwd=WORK, check=False)
+    result = subprocess.run(command, cwd=where, check=False)
     if result.returncode != 0:
         sys.exit(f"mutmut failed (exit code {result.returncode}); see its output above")
     return command, time.monotonic() - started
@@ -111,21 +139,28 @@ def describe(name: str, path: str) -> dict[str, Any]:
     }
 
 
-def summarize(command: list[str], seconds: float, jobs: int) -> dict[str, Any]:
+def statuses() -> dict[str, tuple[str, str]]:
+    """Every mutant of the run in the current directory: name -> (status, mutmut's path of its file)."""
     from mutmut.mutation.data import SourceFileMutationData
     from mutmut.stats import status_by_exit_code
     from mutmut.utils.file_utils import walk_mutatable_files
 
-    counts = dict.fromkeys(STATUSES, 0)
-    unkilled: dict[str, list[dict[str, Any]]] = {status: [] for status in STATUSES if status != "killed"}
+    found: dict[str, tuple[str, str]] = {}
     for path in sorted(walk_mutatable_files()):
         data = SourceFileMutationData(path=path)
         data.load()
         for name, exit_code in data.exit_code_by_key.items():
-            status = status_by_exit_code[exit_code]
-            counts[status] = counts.get(status, 0) + 1
-            if status != "killed":
-                unkilled.setdefault(status, []).append(describe(name, str(path)))
+            found[name] = (status_by_exit_code[exit_code], str(path))
+    return found
+
+
+def summarize(command: list[str], seconds: float | None, jobs: int) -> dict[str, Any]:
+    counts = dict.fromkeys(STATUSES, 0)
+    unkilled: dict[str, list[dict[str, Any]]] = {status: [] for status in STATUSES if status != "killed"}
+    for name, (status, path) in statuses().items():
+        counts[status] = counts.get(status, 0) + 1
+        if status != "killed":
+            unkilled.setdefault(status, []).append(describe(name, path))
     total = sum(counts.values())
     for found in unkilled.values():
         found.sort(key=lambda m: (m["file"], m["line"], m["mutant"]))
@@ -133,8 +168,9 @@ def summarize(command: list[str], seconds: float, jobs: int) -> dict[str, Any]:
         "tool": f"mutmut {importlib.metadata.version('mutmut')}",
         "command": " ".join([Path(command[0]).name, *command[1:]]),
         "jobs": jobs,
-        "seconds": round(seconds),
+        "seconds": round(seconds) if seconds is not None else None,
         "mutated": "operator/incidentops/domain",
+        "domain_sha256": domain_digest(),
         "tests": "tests/unit/domain, Hypothesis profile 'mutation' (tests/conftest.py)",
         "excluded": EXCLUDED,
         "total": total,
@@ -156,22 +192,72 @@ def write(summary: dict[str, Any]) -> None:
     (OUT / "survivors.txt").write_text("".join(f"{line}\n" for line in lines))
 
 
+def recheck(tests: list[str], jobs: int) -> dict[str, Any]:
+    """The last summary, with the mutants it did not kill checked again against ``tests`` (see the module doc)."""
+    previous = json.loads((OUT / "summary.json").read_text())
+    if previous.get("domain_sha256") != domain_digest():
+        sys.exit("the domain changed since the last summary: its mutants are not the same; run `make mutation`")
+    unkilled = [*previous["survivors"], *previous["timeouts"], *previous["others"]]
+    prepare(RECHECK, tests)
+    _, seconds = run_mutmut(jobs, [m["mutant"] for m in unkilled], RECHECK)
+    os.chdir(RECHECK)
+    now = statuses()
+    killed = [m for m in unkilled if now.get(m["mutant"], ("",))[0] == "killed"]
+    gone = {m["mutant"] for m in killed}
+    counts = {status.replace(" ", "_"): previous[status.replace(" ", "_")] for status in STATUSES}
+    counts["killed"] += len(killed)
+    for m in killed:
+        status = "survived" if m in previous["survivors"] else "timeout" if m in previous["timeouts"] else m["status"]
+        counts[status.replace(" ", "_")] -= 1
+    total = previous["total"]
+    return (
+        previous
+        | counts
+        | {
+            "command": f"{previous['command']}; --recheck of {len(unkilled)} mutants against {len(tests)} tests",
+            "seconds": previous["seconds"],
+            "recheck": {"tests": tests, "mutants": len(unkilled), "killed": len(killed), "seconds": round(seconds)},
+            "score": round(counts["killed"] / total, 4) if total else None,
+            "survivors": [m for m in previous["survivors"] if m["mutant"] not in gone],
+            "timeouts": [m for m in previous["timeouts"] if m["mutant"] not in gone],
+            "others": [m for m in previous["others"] if m["mutant"] not in gone],
+        }
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.mutation", description=__doc__.splitlines()[0], fromfile_prefix_chars="@"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument(
+        "--recheck", nargs="+", metavar="TEST", help="recheck the last survivors against these test files or node IDs"
+    )
+    parser.add_argument("--report", action="store_true", help="summarize the last run again")
     parser.add_argument("mutants", nargs="*", help="check only these mutants (names or globs)")
     args = parser.parse_args()
-    prepare()
-    command, seconds = run_mutmut(args.jobs, args.mutants)
-    os.chdir(WORK)  # mutmut's functions read mutants/ and pyproject.toml from the current directory
-    summary = summarize(command, seconds, args.jobs)
+    if args.recheck:
+        summary = recheck(args.recheck, args.jobs)
+        shutil.copy(OUT / "summary.json", OUT / "summary.previous.json")
+    elif args.report:
+        last = OUT / "summary.json"
+        seconds = json.loads(last.read_text()).get("seconds") if last.exists() else None
+        os.chdir(WORK)  # mutmut's functions read mutants/ and pyproject.toml from the current directory
+        command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(args.jobs)]
+        summary = summarize(command, seconds, args.jobs)
+    else:
+        prepare(WORK)
+        command, seconds = run_mutmut(args.jobs, args.mutants)
+        os.chdir(WORK)  # mutmut's functions read mutants/ and pyproject.toml from the current directory
+        summary = summarize(command, seconds, args.jobs)
     write(summary)
     total, killed = summary["total"], summary["killed"]
     where = OUT.relative_to(ROOT)
     print(
         f"mutation score: {killed}/{total} killed ({100 * (summary['score'] or 0):.1f}%),"
-        f" {summary['survived']} survived, {summary['timeout']} timed out, in {summary['seconds']}s;"
-        f" summary in {where}/summary.json, the mutants not killed in {where}/survivors.txt"
+        f" {summary['survived']} survived, {summary['timeout']} timed out, in {summary['seconds']}s"
+        + (f" and a recheck of {summary['recheck']['seconds']}s;" if "recheck" in summary else ";")
+        + f" summary in {where}/summary.json, the mutants not killed in {where}/survivors.txt"
     )
     if killed == 0 and summary["not_checked"] < total:
         sys.exit("no mutant was killed: the tests did not run the mutated copy of the domain")
