@@ -228,6 +228,8 @@ def test_exhausted_once_the_last_round_would_have_repeated() -> None:
     assert sim.status.escalation is not None and sim.status.escalation.exhausted
     assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
     assert ("Warning", reasons.ESCALATION_EXHAUSTED) in [(t.type, t.reason) for t in last.transitions]
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert exhausted is not None and exhausted.message == "every level was paged (2 rounds) and nobody acknowledged"
     # Acknowledging afterwards does not unsay it.
     sim.edit(acknowledgement=mark(31))
     sim.step(at(32))
@@ -285,7 +287,21 @@ def test_a_single_level_is_exhausted_after_the_acknowledge_time() -> None:
     assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
     assert first.wake_at == at(15)
     sim.step(at(15))
-    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert (
+        exhausted is not None and exhausted.status.value == "True" and exhausted.reason == reasons.ESCALATION_EXHAUSTED
+    )
+    assert exhausted.message == "every level was paged (1 round) and nobody acknowledged"
+
+
+def test_no_level_for_the_severity_is_not_an_exhausted_chain() -> None:
+    p = policy(levels=[level("p1-only", by_severity={"P1": "0s"})])
+    sim = Simulation(incident(severity="P3"), [p])
+    sim.run_until(at(24 * 60))
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert exhausted is not None
+    assert (exhausted.status.value, exhausted.reason) == ("False", reasons.NO_LEVELS)
+    assert sim.pages() == []
 
 
 def test_failed_deliveries_count_as_done() -> None:
