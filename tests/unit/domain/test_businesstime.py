@@ -231,5 +231,7 @@ def test_a_wall_clock_severity_runs_out_on_the_wall_clock_whatever_the_policys_h
     sim = Simulation(created_friday_evening("P1"), [p])  # type: ignore[arg-type]
     first = sim.step(FRIDAY_18)
     assert first.wake_at == FRIDAY_18 + datetime.timedelta(minutes=15)
+    sla = sim.status.sla
+    assert sla is not None and sla.acknowledge_by == sla.next_update_by == FRIDAY_18 + datetime.timedelta(minutes=15)
     sim.step(FRIDAY_18 + datetime.timedelta(minutes=15))
     assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)

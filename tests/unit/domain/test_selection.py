@@ -193,6 +193,8 @@ def test_default_fallback_ignores_its_own_selector() -> None:
     assert selection.ref == f"{OPERATOR_NS}/default"
     assert selection.reason == reasons.POLICY_SELECTED
     assert "no other policy" in selection.message
+    unclassified = select_policy(incident(severity=None), [fallback], OPERATOR_NS)
+    assert unclassified.ref == unclassified.classified_by == f"{OPERATOR_NS}/default"
 
 
 def test_a_default_outside_the_operator_namespace_is_no_fallback() -> None:

@@ -4,6 +4,8 @@ containment) that decide what they read. Found missing by mutation testing (``ma
 
 from __future__ import annotations
 
+import datetime
+import time
 from typing import Any
 
 from incidentops.api import conditions as cond
@@ -11,6 +13,7 @@ from incidentops.api import reasons
 from incidentops.api.common import IncidentType
 from incidentops.api.incident import AlertsStatus, Phase
 from incidentops.domain.alertgroups import with_fired_at
+from incidentops.domain.common import MESSAGE_LIMIT, clip, stamp, utc
 from incidentops.domain.escalation import notification_key
 
 from .builders import Simulation, at, incident, level, mark, policy, with_status
@@ -249,3 +252,25 @@ def test_notification_keys_never_change_across_releases() -> None:
     assert notification_key("uid", 1, 0, None, "pager", "resolved") == (
         "7f30669d8c8bea6cb78fc88b6225d00be59c88acf24252ec1d6bff78795a0b3c"
     )
+
+
+# --- bounds and clocks -------------------------------------------------------------------------------------
+
+
+def test_text_is_cut_to_the_apis_bound_with_an_ellipsis_and_text_that_fits_is_kept() -> None:
+    assert clip("x" * MESSAGE_LIMIT) == "x" * MESSAGE_LIMIT
+    cut = clip("y" * (MESSAGE_LIMIT + 10))
+    assert len(cut) == MESSAGE_LIMIT and cut == "y" * (MESSAGE_LIMIT - 1) + "…"
+
+
+def test_times_and_keys_are_the_same_on_a_replica_whose_clock_is_not_in_utc(monkeypatch: Any) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        berlin_noon = datetime.datetime(2025, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+        assert stamp(berlin_noon) == "2025-01-01T11:00:00.000000Z"
+        assert utc(datetime.datetime(2025, 1, 1, 12)) == datetime.datetime(2025, 1, 1, 12, tzinfo=datetime.UTC)
+        assert utc(berlin_noon).utcoffset() == datetime.timedelta(0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
