@@ -274,3 +274,19 @@ def test_times_and_keys_are_the_same_on_a_replica_whose_clock_is_not_in_utc(monk
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_chain_stopped_by_the_resolution_is_not_exhausted_and_says_why() -> None:
+    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call")])])
+    sim.step(at(0))
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert exhausted is not None and (exhausted.status.value, exhausted.message) == ("False", "round 1 in progress")
+    sim.edit(resolution=mark(5))
+    sim.step(at(5))
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert exhausted is not None
+    assert (exhausted.status.value, exhausted.reason, exhausted.message) == (
+        "False",
+        reasons.ESCALATION_STOPPED,
+        "resolved",
+    )
