@@ -35,7 +35,6 @@ same as :func:`parse`'s.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from collections.abc import Sequence
@@ -281,8 +280,3 @@ def _split_alerts(text: str) -> tuple[str, list[str], str] | None:
         return None
     start, end, elements = found
     return text[:start], elements, text[end:]
-
-
-def is_zero_time(value: datetime.datetime | None) -> bool:
-    """Whether a timestamp is unset: None or Go's zero time."""
-    return value is None or value.year <= 1
