@@ -45,6 +45,7 @@ from incidentops.api.incident import (
     Target,
 )
 from incidentops.domain.common import utc
+from incidentops.domain.lifecycle import reopen_window
 
 __all__ = [
     "ALERT_GROUP_LABEL",
@@ -223,7 +224,7 @@ def is_closed(body: Mapping[str, object]) -> bool:
     return isinstance(status, Mapping) and status.get("phase") == CLOSED
 
 
-_DEFAULT_REOPEN_WINDOW = datetime.timedelta(hours=1)  # the policy default, for a status from before reopenUntil
+_DEFAULT_REOPEN_WINDOW = reopen_window(None)  # the policy default, for a status from before reopenUntil
 
 
 def _moment(value: object) -> datetime.datetime | None:
