@@ -35,6 +35,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from incidentops.api import reasons
 from incidentops.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP, ObjectMeta
 from incidentops.api.incident import (
     AlertsStatus,
@@ -43,7 +44,9 @@ from incidentops.api.incident import (
     Source,
     SourceKind,
     Target,
+    TimelineEntry,
 )
+from incidentops.domain import timeline
 from incidentops.domain.common import utc
 from incidentops.domain.lifecycle import reopen_window
 
@@ -59,6 +62,7 @@ __all__ = [
     "AlertGroup",
     "AlertView",
     "alerts_status",
+    "clamped_start_entry",
     "description",
     "earliest_start",
     "group_id",
@@ -360,6 +364,22 @@ def started_at(group: AlertGroup, received_at: datetime.datetime) -> tuple[datet
     the timeline to say so."""
     starts = _firing_starts(group)
     return earliest_start(group, received_at), bool(starts) and min(starts) > utc(received_at)
+
+
+def clamped_start_entry(group: AlertGroup, received_at: datetime.datetime) -> TimelineEntry | None:
+    """The timeline entry that says the group's start was clamped to its receipt (:func:`started_at`), for
+    the status the receiver writes first; None when it was not clamped."""
+    _, clamped = started_at(group, received_at)
+    if not clamped:
+        return None
+    received = utc(received_at).isoformat().replace("+00:00", "Z")
+    return timeline.entry(
+        received_at,
+        reasons.TIME_CLAMPED,
+        f"the alerts' startsAt is ahead of the receiver's clock: the incident starts when they were received,"
+        f" {received}",
+        timeline.ACTOR_ALERTMANAGER,
+    )
 
 
 # --- spec -----------------------------------------------------------------------------------------

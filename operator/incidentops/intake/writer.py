@@ -49,9 +49,8 @@ import aiohttp
 from pydantic import ValidationError
 
 from incidentops import kube
-from incidentops.api import reasons
 from incidentops.api.incident import AlertsStatus, Incident, Target
-from incidentops.domain import alertgroups, lifecycle, timeline
+from incidentops.domain import alertgroups, lifecycle
 from incidentops.intake.payload import WebhookPayload
 
 __all__ = ["Coalescer", "IncidentWriter", "Outcome", "WriteError"]
@@ -359,15 +358,8 @@ class IncidentWriter:
         if not status.get("startedAt"):
             incident = Incident.model_validate({"metadata": body.get("metadata") or {}, "spec": body.get("spec")})
             status["startedAt"] = _rfc3339(lifecycle.started_at(incident, received_at))
-            _, clamped = alertgroups.started_at(payload, received_at)
-            if clamped:
-                entry = timeline.entry(
-                    received_at,
-                    reasons.TIME_CLAMPED,
-                    f"the alerts' startsAt is ahead of the receiver's clock: the incident starts when they were"
-                    f" received, {_rfc3339(received_at)}",
-                    timeline.ACTOR_ALERTMANAGER,
-                )
+            entry = alertgroups.clamped_start_entry(payload, received_at)
+            if entry is not None:
                 status["timeline"] = [*(status.get("timeline") or []), entry.to_dict()]
         probe.changed = status != old
         return status

@@ -8,6 +8,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from incidentops.api import reasons
 from incidentops.api.incident import Incident, Target
 from incidentops.domain import alertgroups
 from incidentops.intake.payload import WebhookPayload
@@ -221,6 +222,19 @@ def test_the_start_is_the_earliest_firing_alert_never_later_than_its_receipt() -
     assert alertgroups.started_at(exactly, NOW) == (NOW, False)
     assert alertgroups.source(ahead, NOW).started_at == NOW
     assert alertgroups.source(ahead).started_at is None
+
+
+def test_a_clamped_start_is_said_on_the_timeline_by_alertmanager() -> None:
+    ahead = parsed(payload([alert(starts_at="2025-01-31T15:00:00Z")]))
+    entry = alertgroups.clamped_start_entry(ahead, NOW)
+    assert entry is not None
+    assert (entry.at, entry.kind, entry.actor) == (NOW, reasons.TIME_CLAMPED, "alertmanager")
+    assert entry.message == (
+        "the alerts' startsAt is ahead of the receiver's clock: the incident starts when they were received,"
+        " 2025-01-31T14:05:00Z"
+    )
+    for starts_at in ("2025-01-31T14:05:00Z", "2025-01-31T13:00:00Z", ZERO_TIME):
+        assert alertgroups.clamped_start_entry(parsed(payload([alert(starts_at=starts_at)])), NOW) is None
 
 
 # --- which incident takes a group's alerts --------------------------------------------------------
