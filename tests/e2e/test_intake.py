@@ -7,28 +7,51 @@ binaries, configured from ``examples/``. Each test works in a namespace of its
 own: the operator may place a group's incident in the group's ``namespace``
 label (INCIDENTOPS_ALERT_NAMESPACE_LABEL=true), and a policy there decides
 severity, resolution and reopening.
+
+Besides Alertmanager's own traffic, hypothesis makes a storm: groups whose
+snapshots carry any labels and start times, with mutated near misses among
+them, sent by 8 clients at once. Not one answer may be a 5xx, and every group
+that fired must have its one incident, holding what its last POST said.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import datetime
 import json
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from incidentops.domain import alertgroups
+from incidentops.intake.payload import PayloadError, parse
 from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e import alertmanager as am
 from tests.e2e.conftest import eventually, get_json
+from tests.e2e.receivers import Receivers
 from tests.e2e.test_plugin import run_script
-from tests.unit.intake.payloads import alert, payload
+from tests.unit.intake.payloads import (
+    ZERO_TIME,
+    alert,
+    fingerprint,
+    label_names,
+    label_values,
+    mutated_payloads,
+    payload,
+    starts_at_values,
+)
 
 TOKEN = "e2e-token-current"
 PREVIOUS = "e2e-token-previous"
@@ -508,3 +531,218 @@ def test_prometheus_rule_to_alertmanager_to_incident(
             assert obj["spec"]["title"] == f"checkout in {namespace}: availability below 99%"
             obj = the_incident(cluster, namespace, "classification", lambda o: (o.get("status") or {}).get("severity"))
             assert obj["status"]["severity"] == "P1", "the rule's severity, classified by the policy"
+
+
+# --- a storm of hypothesis-made payloads ---------------------------------------------------------------
+
+CLIENTS = 8
+SECOND = datetime.timedelta(seconds=1)
+_few_labels = st.dictionaries(label_names, label_values, max_size=3)
+
+
+def _counts(body: dict[str, Any]) -> dict[str, int]:
+    firing = sum(a["status"] == "firing" for a in body["alerts"])
+    return {"firing": firing, "resolved": len(body["alerts"]) - firing}
+
+
+def _expected_status(raw: bytes) -> int:
+    try:
+        parse(raw)
+    except PayloadError as exc:
+        return exc.status
+    return 200
+
+
+@st.composite
+def group_histories(draw: st.DrawFn, namespace: str, run: str, index: int) -> list[dict[str, Any]]:
+    """The POSTs of one alert group over time, as Alertmanager sends them: each the whole group as it stands.
+
+    Its members keep their labels (any text, besides the workload and group
+    labels) and their ``startsAt`` (any: zero, far past, far future, any
+    offset); which of them fire changes from snapshot to snapshot.
+    """
+    alertname = f"Load{index}"
+    group = {"alertname": alertname, "namespace": namespace}
+    members = [
+        alert(starts_at=draw(starts_at_values), annotations=draw(_few_labels), namespace=namespace, pod=f"p{index}-{i}")
+        for i in range(draw(st.integers(1, 6)))
+    ]
+    for member in members:
+        member["labels"] = {**draw(_few_labels), **member["labels"], "alertname": alertname}
+        member["fingerprint"] = fingerprint(member["labels"])
+    snapshots = []
+    for _ in range(draw(st.integers(1, 6))):
+        firing = draw(st.lists(st.booleans(), min_size=len(members), max_size=len(members)))
+        alerts = [
+            {**m, "status": "firing" if f else "resolved", "endsAt": ZERO_TIME if f else "2025-01-31T14:30:00Z"}
+            for m, f in zip(members, firing, strict=True)
+        ]
+        snapshot = payload(
+            alerts, group_labels=group, group_key=f'{run}:{{alertname="{alertname}",namespace="{namespace}"}}'
+        )
+        # Alertmanager's is a uint64, the API server keeps an int64: 2**63 is refused (422).
+        snapshot["truncatedAlerts"] = draw(st.sampled_from([0, 0, 0, 0, 0, 3, 2**63 - 1, 2**63]))
+        snapshots.append(snapshot)
+    return snapshots
+
+
+async def _storm(url: str, clients: list[list[tuple[bytes, int]]]) -> list[dict[str, Any]]:
+    """Each client sends its POSTs in order, the clients all at once; ``(body, n)``: n deliveries at once."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    answers: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as session:
+
+        async def one(client: int, seq: int, raw: bytes) -> None:
+            start = time.monotonic()
+            async with session.post(url, data=raw, headers=headers) as response:
+                answer = await response.json()
+            elapsed = time.monotonic() - start
+            answers.append(
+                {"client": client, "seq": seq, "body": raw, "status": response.status, "answer": answer, "s": elapsed}
+            )
+
+        async def client(index: int, posts: list[tuple[bytes, int]]) -> None:
+            for seq, (raw, deliveries) in enumerate(posts):
+                await asyncio.gather(*(one(index, seq, raw) for _ in range(deliveries)))
+
+        await asyncio.gather(*(client(i, posts) for i, posts in enumerate(clients)))
+    return answers
+
+
+def _summary(answers: list[dict[str, Any]]) -> str:
+    statuses = collections.Counter(a["status"] for a in answers)
+    ok = sorted(a["s"] for a in answers if a["status"] == 200)
+    p50, p99 = (ok[min(len(ok) - 1, int(q * len(ok)))] * 1000 if ok else float("nan") for q in (0.5, 0.99))
+    return f"{len(answers)} POSTs {dict(sorted(statuses.items()))}, 200s p50 {p50:.0f} ms p99 {p99:.0f} ms"
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    # An example takes seconds against the real operator: a failure is reported whole, not shrunk.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_a_storm_of_valid_and_mutated_posts_is_never_5xx_and_every_group_gets_its_incident(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    operator_namespace: str,
+    namespace: str,
+    policy: dict[str, Any],
+    data: st.DataObject,
+) -> None:
+    run = uuid.uuid4().hex[:8]  # the namespace is shared by the examples: each has groups of its own
+    groups = [data.draw(group_histories(namespace, run, i)) for i in range(data.draw(st.integers(8, 16)))]
+    clients: list[list[tuple[bytes, int]]] = [[] for _ in range(CLIENTS)]
+    for i, history in enumerate(groups):
+        posts = clients[i % CLIENTS]
+        for snapshot in history:
+            if data.draw(st.booleans(), label="a near miss first"):
+                posts.append((json.dumps(data.draw(mutated_payloads(st.just(snapshot)))).encode(), 1))
+            posts.append((json.dumps(snapshot).encode(), 1))
+        if data.draw(st.booleans(), label="the last flush from three Alertmanagers at once"):
+            posts[-1] = (posts[-1][0], 3)
+
+    answers = asyncio.run(_storm(receiver.alerts_url, clients))
+    summary = _summary(answers)
+    print(summary)
+    failed = [(a["status"], a["answer"], round(a["s"], 2)) for a in answers if a["status"] >= 500]
+    assert not failed, f"{summary}; 5xx: {failed[:5]}"
+    wrong = [(a["status"], _expected_status(a["body"]), a["answer"]) for a in answers]
+    assert [w for w in wrong if w[0] != w[1]] == [], "every valid POST is 200, every other one its 4xx"
+    ok = [a for a in answers if a["status"] == 200]
+    assert [a["answer"]["alerts"] for a in ok] == [_counts(json.loads(a["body"])) for a in ok]
+
+    # The last answer naming an incident (in its client's order) says what the incident holds now.
+    expected: dict[tuple[str, str], dict[str, int]] = {}
+    for a in sorted(ok, key=lambda a: (a["client"], a["seq"])):
+        if a["answer"]["incident"]:
+            where = a["answer"]["incident"]
+            expected[(where["namespace"], where["name"])] = a["answer"]["alerts"]
+    found = {
+        (i["metadata"]["namespace"], i["metadata"]["name"]): i
+        for ns in (namespace, operator_namespace)
+        for i in incidents(cluster, ns)
+    }
+    ours = {k for k, i in found.items() if k[0] == namespace and i["spec"]["source"]["groupKey"].startswith(run)}
+    assert ours <= set(expected), "no incident but those the answers named"
+    for key, counts in expected.items():
+        alerts = alerts_of(found[key])
+        assert {"firing": alerts["firing"], "resolved": alerts["resolved"]} == counts, key
+        started = datetime.datetime.fromisoformat(found[key]["status"]["startedAt"])
+        assert datetime.datetime(2, 1, 1, tzinfo=datetime.UTC) <= started, key
+        # (A second of slack: the operator may have set it first, to the creationTimestamp, a whole second.)
+        assert started <= datetime.datetime.fromisoformat(alerts["lastReceivedAt"]) + SECOND, key
+    # Every group that fired has its one incident.
+    for history in groups:
+        if not any(s["status"] == "firing" and _expected_status(json.dumps(s).encode()) == 200 for s in history):
+            continue
+        gid = alertgroups.group_id("incidentops", history[0]["groupKey"])
+        mine = [k for k, i in found.items() if i["metadata"]["labels"][alertgroups.ALERT_GROUP_LABEL] == gid]
+        assert len([k for k in mine if k[0] == namespace]) == 1, (history[0]["groupKey"], mine)
+
+
+# --- when an alert-born incident started -------------------------------------------------------------------
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    "starts_at",
+    [
+        pytest.param(lambda: ZERO_TIME, id="alertmanagers-zero-time"),
+        pytest.param(lambda: _iso(datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)), id="clock-ahead"),
+        pytest.param(lambda: "9999-12-31T23:59:59Z", id="far-future"),
+    ],
+)
+def test_an_incident_starts_when_its_alerts_say_or_on_receipt_never_in_year_1_or_later(
+    cluster: controlplane.ControlPlane,
+    receiver: OperatorProcess,
+    receivers: Receivers,
+    namespace: str,
+    starts_at: Any,
+) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "incidentops.dev/v1alpha1",
+            "kind": "EscalationPolicy",
+            "metadata": {"name": "paging", "namespace": namespace},
+            "spec": {
+                "levels": [
+                    {"name": "on-call", "after": "0s", "notify": ["hook"]},
+                    {"name": "team-lead", "after": "1h", "notify": ["hook"]},
+                    {"name": "cto", "after": "2h", "notify": ["hook"]},
+                ],
+                "channels": [{"name": "hook", "webhook": {"url": f"{receivers.base_url}/webhook/hook"}}],
+            },
+        }
+    )
+    group = {"alertname": "StartTime", "namespace": namespace}
+    alerts = [alert(starts_at=starts_at(), namespace=namespace, severity="critical", pod=f"s-{i}") for i in range(3)]
+    before = datetime.datetime.now(datetime.UTC)
+    status, answer = post(receiver.alerts_url, payload(alerts, group_labels=group))
+    after = datetime.datetime.now(datetime.UTC)
+    assert status == 200 and answer["created"], answer
+    name = answer["incident"]["name"]
+
+    def paged() -> list[tuple[str, str | None]]:
+        return [
+            (d.body["event"], d.body.get("levelName"))
+            for d in receivers.of("webhook", incident=name)
+            if isinstance(d.body, dict) and d.body.get("incident", {}).get("name") == name
+        ]
+
+    eventually("the first level's page", lambda: ("triggered", "on-call") in paged(), timeout=60)
+    obj = the_incident(cluster, namespace, "the first level reached", lambda o: o["status"].get("escalation"))
+    started = datetime.datetime.fromisoformat(obj["status"]["startedAt"])
+    created = datetime.datetime.fromisoformat(obj["metadata"]["creationTimestamp"])
+    assert before - datetime.timedelta(seconds=1) <= started <= after, "the POST's receipt"
+    assert abs(started - created) < datetime.timedelta(seconds=5)
+    assert obj["status"]["severity"] == "P1"
+    assert obj["status"]["escalation"]["levelName"] == "on-call"
+    breached = condition(obj, "SLABreached")
+    assert breached is None or breached["status"] != "True", breached
+    assert paged() == [("triggered", "on-call")], "only the first level, no breach"

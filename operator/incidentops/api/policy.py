@@ -739,8 +739,8 @@ class AlertsPolicy(ApiModel):
 
     reopen_window: Duration = "1h"
     """After resolution, alerts of the group firing again within this long reopen the incident (a new
-    episode); after it, and once any required post-mortem is done, the incident closes and a new alert group
-    makes a new incident. Default 1h."""
+    episode); after it, the group firing again makes a new incident, which names this one in
+    ``spec.source.previous``, and this one closes once any required post-mortem is done. Default 1h."""
 
 
 class RemediationWhen(ApiModel):

@@ -35,6 +35,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from incidentops.api import reasons
 from incidentops.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP, ObjectMeta
 from incidentops.api.incident import (
     AlertsStatus,
@@ -43,7 +44,11 @@ from incidentops.api.incident import (
     Source,
     SourceKind,
     Target,
+    TimelineEntry,
 )
+from incidentops.domain import timeline
+from incidentops.domain.common import utc
+from incidentops.domain.lifecycle import reopen_window
 
 __all__ = [
     "ALERT_GROUP_LABEL",
@@ -57,6 +62,7 @@ __all__ = [
     "AlertGroup",
     "AlertView",
     "alerts_status",
+    "clamped_start_entry",
     "description",
     "earliest_start",
     "group_id",
@@ -222,7 +228,7 @@ def is_closed(body: Mapping[str, object]) -> bool:
     return isinstance(status, Mapping) and status.get("phase") == CLOSED
 
 
-_DEFAULT_REOPEN_WINDOW = datetime.timedelta(hours=1)  # the policy default, for a status from before reopenUntil
+_DEFAULT_REOPEN_WINDOW = reopen_window(None)  # the policy default, for a status from before reopenUntil
 
 
 def _moment(value: object) -> datetime.datetime | None:
@@ -328,20 +334,52 @@ def with_fired_at(previous: AlertsStatus | None, snapshot: AlertsStatus) -> Aler
 _ZERO_TIME_YEAR = 1  # Go's zero time, 0001-01-01T00:00:00Z
 
 
-def earliest_start(group: AlertGroup) -> datetime.datetime | None:
-    """The earliest ``startsAt`` of the group's firing alerts (Go's zero time means unknown), or None."""
-    starts = [a.starts_at for a in group.alerts if a.status == FIRING and a.starts_at.year > _ZERO_TIME_YEAR]
-    return min(starts) if starts else None
+def _usable_start(moment: datetime.datetime) -> datetime.datetime | None:
+    """``moment`` in UTC, or None for Alertmanager's "unset" (year 1) and for what UTC cannot hold."""
+    try:
+        moment = moment.astimezone(datetime.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is year 0 in UTC, 9999-12-31T23:00:00-02:00 year 10000
+        return None
+    return moment if moment.year > _ZERO_TIME_YEAR else None
+
+
+def _firing_starts(group: AlertGroup) -> list[datetime.datetime]:
+    return [s for s in (_usable_start(a.starts_at) for a in group.alerts if a.status == FIRING) if s is not None]
+
+
+def earliest_start(group: AlertGroup, received_at: datetime.datetime) -> datetime.datetime:
+    """When the group's problem started (UTC): the earliest ``startsAt`` of its firing alerts, never after
+    ``received_at``.
+
+    Alertmanager sends its zero time (0001-01-01T00:00:00Z) for "unset": such
+    a start is ignored, else the incident would have started in year 1. A
+    start later than the POST's receipt (a sender's clock ahead of ours) is the
+    receipt. No usable ``startsAt`` at all: the receipt.
+    """
+    return min([*_firing_starts(group), utc(received_at)])
 
 
 def started_at(group: AlertGroup, received_at: datetime.datetime) -> tuple[datetime.datetime, bool]:
-    """When the group's problem started as the receiver saw it, and whether that was clamped: the earliest
-    firing ``startsAt``, never later than ``received_at`` (a sender's clock ahead of ours); the receipt
-    itself when no alert says."""
-    earliest = earliest_start(group)
-    if earliest is None:
-        return received_at, False
-    return (received_at, True) if earliest > received_at else (earliest, False)
+    """:func:`earliest_start`, and whether it was clamped (every usable start was after the receipt), for
+    the timeline to say so."""
+    starts = _firing_starts(group)
+    return earliest_start(group, received_at), bool(starts) and min(starts) > utc(received_at)
+
+
+def clamped_start_entry(group: AlertGroup, received_at: datetime.datetime) -> TimelineEntry | None:
+    """The timeline entry that says the group's start was clamped to its receipt (:func:`started_at`), for
+    the status the receiver writes first; None when it was not clamped."""
+    _, clamped = started_at(group, received_at)
+    if not clamped:
+        return None
+    received = utc(received_at).isoformat().replace("+00:00", "Z")
+    return timeline.entry(
+        received_at,
+        reasons.TIME_CLAMPED,
+        f"the alerts' startsAt is ahead of the receiver's clock: the incident starts when they were received,"
+        f" {received}",
+        timeline.ACTOR_ALERTMANAGER,
+    )
 
 
 # --- spec -----------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ Rules (DESIGN.md "Incident"):
   episode starts at that moment. The closing episode's times go to
   ``status.episodes``; ``status.metrics`` starts afresh.
 - A resolution by the alerts lives in status only: condition Resolved with
-  reason AlertsResolved, set by the intake or derived here from the latest
-  alert snapshot (every alert resolved, policy ``alerts.autoResolve``).
+  reason AlertsResolved, derived here from the latest alert snapshot (every
+  alert resolved, policy ``alerts.autoResolve``) and kept by that condition.
 - Closed once resolved, the reopen window has passed, and no post-mortem is
   outstanding (:func:`postmortem_outstanding`).
 """

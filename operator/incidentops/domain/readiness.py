@@ -4,7 +4,9 @@ Where it sits: the EscalationPolicy handlers read the Secrets a policy's
 channels name, reduce each to :class:`SecretFacts` (labels and key names, never
 values), and call :func:`policy_readiness`; they write the answer as the
 policy's Ready condition. CEL cannot check these facts at admission, because
-they live in other objects that come and go.
+they live in other objects that come and go. The delivery queue asks
+:func:`secret_problem` of each Secret a channel needs before it sends, so a
+Secret a policy's Ready condition calls unusable is never used either.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from incidentops.api.common import CHANNEL_SECRET_LABEL
 from incidentops.api.policy import EscalationPolicy
 from incidentops.domain.common import clip
 
-__all__ = ["SecretFacts", "policy_readiness"]
+__all__ = ["SecretFacts", "policy_readiness", "secret_problem"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,29 @@ class SecretFacts:
     labels: Mapping[str, str]
     keys: frozenset[str]
 
+    @classmethod
+    def of(cls, labels: Mapping[str, str] | None, data: Mapping[str, object] | None) -> SecretFacts:
+        """The facts of a Secret with ``labels`` and ``data``: of the data, only the key names are kept."""
+        return cls(labels=dict(labels or {}), keys=frozenset(data or {}))
+
+
+def secret_problem(facts: SecretFacts | None, key: str) -> str | None:
+    """Why ``key`` of a Secret (``facts``; None: it does not exist) cannot be used by a channel: the reason
+    (SecretNotFound, SecretNotLabelled, SecretKeyMissing), or None when it can.
+
+    A Secret must carry the label ``incidentops.dev/channel-secret: "true"``, so
+    a policy author cannot make the operator send any Secret of the namespace
+    to a server of their choosing.
+    """
+    label_key, label_value = CHANNEL_SECRET_LABEL
+    if facts is None:
+        return reasons.SECRET_NOT_FOUND
+    if facts.labels.get(label_key) != label_value:
+        return reasons.SECRET_NOT_LABELLED
+    if key not in facts.keys:
+        return reasons.SECRET_KEY_MISSING
+    return None
+
 
 def policy_readiness(policy: EscalationPolicy, secrets: Mapping[str, SecretFacts | None]) -> tuple[bool, str, str]:
     """``(ready, reason, message)`` for ``policy``'s Ready condition.
@@ -34,22 +59,13 @@ def policy_readiness(policy: EscalationPolicy, secrets: Mapping[str, SecretFacts
     ``secrets`` maps a Secret name (in the policy's namespace) to its facts, or
     to None (or leaves it out) when it does not exist. Every problem is listed
     in the message, naming the channel, the Secret and the key; the reason is
-    that of the first problem. A Secret must carry the label
-    ``incidentops.dev/channel-secret: "true"``, so a policy author cannot make
-    the operator send any Secret of the namespace to a server of their choosing.
+    that of the first problem (:func:`secret_problem`).
     """
-    label_key, label_value = CHANNEL_SECRET_LABEL
     # (reason, channel, secret) -> keys, in the order found: one line per unusable Secret of a channel.
     problems: dict[tuple[str, str, str], list[str]] = {}
     for channel, ref in policy.spec.secret_key_refs():
-        facts = secrets.get(ref.name)
-        if facts is None:
-            reason = reasons.SECRET_NOT_FOUND
-        elif facts.labels.get(label_key) != label_value:
-            reason = reasons.SECRET_NOT_LABELLED
-        elif ref.key not in facts.keys:
-            reason = reasons.SECRET_KEY_MISSING
-        else:
+        reason = secret_problem(secrets.get(ref.name), ref.key)
+        if reason is None:
             continue
         keys = problems.setdefault((reason, channel, ref.name), [])
         if ref.key not in keys:

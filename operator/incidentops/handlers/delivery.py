@@ -5,7 +5,8 @@ to attempt what) and ``notify`` (which knows how to talk to Slack, PagerDuty,
 webhooks and SMTP). It reads the Secrets a channel names, refusing any Secret
 that does not carry the ``incidentops.dev/channel-secret: "true"`` label, so a
 policy author cannot send an arbitrary Secret of the namespace to a server of
-their choosing. A channel that cannot be made is a :class:`ChannelProblem`
+their choosing (``domain.readiness.secret_problem`` judges, as it does for the
+policy's Ready condition). A channel that cannot be made is a :class:`ChannelProblem`
 whose message names the Secret and the key, never a value.
 """
 
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 import aiohttp
 
 from incidentops import kube, notify
-from incidentops.api import CHANNEL_SECRET_LABEL, EscalationPolicy, Incident
+from incidentops.api import CHANNEL_SECRET_LABEL, EscalationPolicy, Incident, reasons
 from incidentops.api.policy import Channel as ChannelSpec
 from incidentops.domain.plan import Due
+from incidentops.domain.readiness import SecretFacts, secret_problem
 from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.deps import Dependencies
 
@@ -45,9 +47,9 @@ class ChannelProblem(Exception):
 
 @dataclass(frozen=True)
 class _Secret:
-    """What a channel may use of a Secret (read once, cached briefly): its labels and its data."""
+    """What a channel may use of a Secret (read once, cached briefly): its facts and its data."""
 
-    labels: Mapping[str, str]
+    facts: SecretFacts
     data: Mapping[str, str]
 
 
@@ -64,7 +66,7 @@ class Deliverer:
         secret = await kube.read_secret(self.deps.api, namespace, name)
         if secret is None:
             return None
-        return _Secret(labels=dict(secret.metadata.labels or {}), data=dict(secret.data or {}))
+        return _Secret(SecretFacts.of(secret.metadata.labels, secret.data), dict(secret.data or {}))
 
     async def secrets_for(self, namespace: str, channel: ChannelSpec) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -79,18 +81,9 @@ class Deliverer:
                 raise ChannelProblem(
                     f"Secret {ref.name!r} of channel {channel.name!r} could not be read ({status})", secret=True
                 ) from exc
-            if secret is None:
-                raise ChannelProblem(f"Secret {ref.name!r} of channel {channel.name!r} not found", secret=True)
-            label, expected = CHANNEL_SECRET_LABEL
-            if secret.labels.get(label) != expected:
-                raise ChannelProblem(
-                    f"Secret {ref.name!r} of channel {channel.name!r} lacks the label {label}={expected!r}",
-                    secret=True,
-                )
-            if ref.key not in secret.data:
-                raise ChannelProblem(
-                    f"Secret {ref.name!r} of channel {channel.name!r} has no key {ref.key!r}", secret=True
-                )
+            problem = secret_problem(secret.facts if secret is not None else None, ref.key)
+            if problem is not None or secret is None:  # (a missing Secret is always a problem)
+                raise ChannelProblem(_unusable(problem, ref.name, ref.key, channel.name), secret=True)
             try:
                 values[f"{ref.name}/{ref.key}"] = base64.b64decode(secret.data[ref.key]).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
@@ -112,6 +105,17 @@ class Deliverer:
         except notify.ChannelConfigError as exc:
             # A value read from a Secret (a URL, a key) is unusable: fixed by editing the Secret.
             raise ChannelProblem(str(exc), secret=bool(spec.secret_key_refs())) from exc
+
+
+def _unusable(problem: str | None, secret: str, key: str, channel: str) -> str:
+    """What :func:`~incidentops.domain.readiness.secret_problem` found, for the notification's record."""
+    where = f"Secret {secret!r} of channel {channel!r}"
+    if problem == reasons.SECRET_NOT_LABELLED:
+        label, expected = CHANNEL_SECRET_LABEL
+        return f"{where} lacks the label {label}={expected!r}"
+    if problem == reasons.SECRET_KEY_MISSING:
+        return f"{where} has no key {key!r}"
+    return f"{where} not found"
 
 
 def channel_type(policy: EscalationPolicy | None, due: Due) -> str:

@@ -45,11 +45,7 @@ async def secret_facts(deps: Dependencies, namespace: str, names: set[str]) -> d
     facts: dict[str, SecretFacts | None] = {}
     for name in sorted(names):
         secret = await kube.read_secret(deps.api, namespace, name)
-        facts[name] = (
-            None
-            if secret is None
-            else SecretFacts(labels=dict(secret.metadata.labels or {}), keys=frozenset((secret.data or {}).keys()))
-        )
+        facts[name] = None if secret is None else SecretFacts.of(secret.metadata.labels, secret.data)
     return facts
 
 

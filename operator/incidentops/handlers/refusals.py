@@ -25,12 +25,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from incidentops import kube
-from incidentops.api import Incident, conditions, reasons
+from incidentops.api import ConditionStatus, Incident, conditions, reasons
 from incidentops.domain.common import clip
 from incidentops.handlers.deps import Dependencies
 from incidentops.handlers.scheduler import Key
 
 logger = logging.getLogger("incidentops.scheduler")
+
+FALSE = ConditionStatus.FALSE
 
 
 def reason_for(exc: BaseException) -> str:
@@ -52,6 +54,7 @@ class RefusalReporter:
         reason = reason_for(exc)
         message = clip(f"the API server refused a request: {kube.describe(exc)} (retried {retry})")
         now = self.deps.clock()
+        new = [True]  # whether the incident did not show this refusal already (set by mutate)
 
         def mutate(body: dict[str, Any]) -> dict[str, Any] | None:
             try:
@@ -59,6 +62,9 @@ class RefusalReporter:
             except ValidationError:
                 return None  # the reconciler reports an invalid incident itself
             conds = list(status.conditions)
+            shown = conditions.get_condition(conds, conditions.READY)
+            # A spec edit moves the generation, which rewrites the condition; that is not a new refusal.
+            new[0] = shown is None or (shown.status, shown.reason, shown.message) != (FALSE, reason, message)
             generation = (body.get("metadata") or {}).get("generation")
             if not conditions.set_condition(conds, conditions.READY, False, reason, message, now, generation):
                 return None
@@ -69,7 +75,8 @@ class RefusalReporter:
             written = await kube.write_status(self.deps.api, kube.INCIDENTS, namespace, name, mutate)
             if written is not None:
                 self._own_writes[key] = written["metadata"]["resourceVersion"]
-                await kube.post_event(self.deps.api, written, "Warning", reason, message)
+                if new[0]:
+                    await kube.post_event(self.deps.api, written, "Warning", reason, message)
         except Exception as failure:
             logger.warning(
                 "incident %s/%s: the refusal cannot be shown on it either: %s",

@@ -175,8 +175,8 @@ async def run(
                 # how long the parts may take to stop, and cancels us when that is up.
                 await asyncio.wait(inner.values())
             finally:
-                # Cancelled or not, Kopf and the scheduler end before we do: nothing of the
-                # leader may outlive its "stopped leading".
+                # Cancelled or not, every part ends before we do: nothing of the leader may
+                # outlive its "stopped leading".
                 for task in inner.values():
                     task.cancel()
                 await asyncio.wait(inner.values())

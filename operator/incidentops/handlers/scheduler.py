@@ -3,7 +3,8 @@
 Where it sits: fed by Kopf's watch events (``registry.py`` pokes it whenever an
 Incident or a policy changes) and rebuilt from the cluster at start, it wakes
 at the earliest deadline and hands the incident to ``reconciler.py``, which
-asks the domain, sends what is due, and writes status. What it keeps in memory
+asks the domain, hands what is due to the delivery queue (``queue.py``) and
+writes status. What it keeps in memory
 is only *when* to look at an incident next; *what* to do is always recomputed
 from status, so a restart or a failover loses nothing.
 

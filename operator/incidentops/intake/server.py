@@ -22,12 +22,15 @@ unknown path / wrong method        404 / 405 (with ``Allow``)
 
 Every answer is a JSON object; errors carry ``error`` with a message for
 people. No exception escapes a request: anything unexpected is logged and
-answered 500 (and the receiver keeps serving).
+answered 500 (and the receiver keeps serving). A body above 256 KiB is
+parsed in steps on a thread (``payload.parse_in_steps``), so the loop it
+shares with the leader election keeps running meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import logging
@@ -41,7 +44,7 @@ from aiohttp import hdrs, web
 
 from incidentops import kube
 from incidentops.intake.auth import AuthResult, Tokens
-from incidentops.intake.payload import PayloadError, WebhookPayload, parse
+from incidentops.intake.payload import PayloadError, WebhookPayload, parse, parse_in_steps
 from incidentops.intake.writer import IncidentWriter, Outcome, WriteError
 from incidentops.settings import Settings
 
@@ -52,6 +55,9 @@ logger = logging.getLogger("incidentops.intake")
 ALERTS_PATH = "/api/v1/alerts"
 REALM = 'Bearer realm="incidentops"'
 _CERT_CHECK_SECONDS = 30.0
+# Above this a body is parsed in steps beside the loop (payload.parse_in_steps); below it
+# one pass on the loop takes a few milliseconds, less than handing it to a thread.
+STEPWISE_BODY_BYTES = 256 * 1024
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 
 
@@ -112,6 +118,14 @@ def make_app(
     """The receiver's aiohttp application."""
     app = web.Application(middlewares=[_json_errors], client_max_size=max_body_bytes)
     app[MAX_BODY_KEY] = max_body_bytes
+    # A thread of its own: the default executor also runs SMTP sends (notify.email), which may
+    # each hold a thread for their whole timeout. One is enough: parses share the GIL anyway.
+    parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-parse")
+
+    async def stop_parser(app: web.Application) -> None:
+        parser.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(stop_parser)
 
     async def post_alerts(request: web.Request) -> web.StreamResponse:
         auth = tokens.check(request.headers.get(hdrs.AUTHORIZATION))
@@ -138,7 +152,10 @@ def make_app(
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"the body is larger than the limit of {max_body_bytes} bytes")
         try:
-            payload = parse(body)
+            if len(body) > STEPWISE_BODY_BYTES:
+                payload = await asyncio.get_running_loop().run_in_executor(parser, parse_in_steps, body)
+            else:
+                payload = parse(body)
         except PayloadError as exc:
             return web.json_response(exc.to_dict(), status=exc.status)
         received_at = clock()

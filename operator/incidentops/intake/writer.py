@@ -49,9 +49,8 @@ import aiohttp
 from pydantic import ValidationError
 
 from incidentops import kube
-from incidentops.api import reasons
 from incidentops.api.incident import AlertsStatus, Incident, Target
-from incidentops.domain import alertgroups, lifecycle, timeline
+from incidentops.domain import alertgroups, lifecycle
 from incidentops.intake.payload import WebhookPayload
 
 __all__ = ["Coalescer", "IncidentWriter", "Outcome", "WriteError"]
@@ -231,8 +230,9 @@ class IncidentWriter:
     # -- one write ---------------------------------------------------------------------------------
 
     async def _apply(self, snapshot: _Snapshot) -> Outcome:
+        budget = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with budget:
                 return await self._apply_retrying(snapshot)
         except WriteError:
             raise
@@ -241,16 +241,22 @@ class IncidentWriter:
         except kube.StatusConflictError as exc:
             raise WriteError(str(exc)) from exc
         except TimeoutError as exc:
-            raise WriteError(f"the API server did not answer within {self.timeout:g}s") from exc
+            if budget.expired():
+                raise WriteError(f"the API server did not answer within {self.timeout:g}s") from exc
+            raise WriteError("the API server did not answer a request in time (its deadline)") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise WriteError(f"the API server is unreachable: {exc.__class__.__name__}: {exc}") from exc
 
     async def _apply_retrying(self, snapshot: _Snapshot) -> Outcome:
-        """:meth:`apply`, tried again a few times on a transient answer (429, 5xx, a lost connection).
+        """:meth:`apply`, tried again a few times on a transient answer (429, 5xx, a lost connection, a
+        request past its deadline).
 
         Alertmanager retries a 5xx too, but only until its ``group_interval``
         runs out; a short retry here rides out an API server that is busy or
-        (re)starting without bothering it. The caller bounds the whole in time.
+        (re)starting without bothering it. A request that got no answer within
+        kube's deadline (a connection that went dead without a word) is tried
+        again on a new one, rather than holding the POST until the whole write
+        budget is spent. The caller bounds the whole in time.
         """
         for attempt in range(_TRANSIENT_ATTEMPTS):
             try:
@@ -259,7 +265,8 @@ class IncidentWriter:
                 if exc.status not in _TRANSIENT_STATUS or attempt + 1 == _TRANSIENT_ATTEMPTS:
                     raise
                 delay = kube.retry_after(exc) or 0.25 * 2**attempt
-            except (aiohttp.ClientConnectionError, ConnectionError):
+            except (aiohttp.ClientConnectionError, ConnectionError, TimeoutError):
+                # (The write budget's own expiry cancels this task: a TimeoutError here is a request's deadline.)
                 if attempt + 1 == _TRANSIENT_ATTEMPTS:
                     raise
                 delay = 0.25 * 2**attempt
@@ -351,15 +358,8 @@ class IncidentWriter:
         if not status.get("startedAt"):
             incident = Incident.model_validate({"metadata": body.get("metadata") or {}, "spec": body.get("spec")})
             status["startedAt"] = _rfc3339(lifecycle.started_at(incident, received_at))
-            _, clamped = alertgroups.started_at(payload, received_at)
-            if clamped:
-                entry = timeline.entry(
-                    received_at,
-                    reasons.TIME_CLAMPED,
-                    f"the alerts' startsAt is ahead of the receiver's clock: the incident starts when they were"
-                    f" received, {_rfc3339(received_at)}",
-                    timeline.ACTOR_ALERTMANAGER,
-                )
+            entry = alertgroups.clamped_start_entry(payload, received_at)
+            if entry is not None:
                 status["timeline"] = [*(status.get("timeline") or []), entry.to_dict()]
         probe.changed = status != old
         return status

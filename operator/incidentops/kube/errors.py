@@ -31,7 +31,7 @@ ApiError = ApiException
 
 
 class StatusConflictError(RuntimeError):
-    """The object kept changing under us; Kopf retries the handler later."""
+    """The object kept changing under us (``write_status`` gave up); a temporary error, retried later."""
 
 
 class ErrorKind(enum.StrEnum):

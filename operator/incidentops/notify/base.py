@@ -159,7 +159,8 @@ class Outcome:
 
     @property
     def outcome(self) -> Literal["Delivered", "Failed"]:
-        """The one word recorded in status."""
+        """One word for this send. (The operator records the delivery queue's verdict instead, which also
+        knows Pending and Skipped: ``domain.delivery.after_attempt``.)"""
         return "Delivered" if self.delivered else "Failed"
 
 

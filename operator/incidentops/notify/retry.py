@@ -17,8 +17,7 @@ Backoff is exponential: ``initial_delay * multiplier ** (n - 1)`` before retry
 ``n``, capped at ``max_delay``, with optional +/- ``jitter``. A ``Retry-After``
 reply header (seconds or an HTTP date) replaces the computed delay, capped at
 ``max_retry_after``. ``budget`` bounds the time spent sleeping between
-attempts, so one notification cannot hold its sender for long: the scheduler
-will try again at its next wake-up with the same idempotency key.
+attempts, so one notification cannot hold its sender for long.
 
 Tests make delays milliseconds, or pass ``sleep`` to record them without
 waiting.

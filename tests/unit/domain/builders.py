@@ -11,6 +11,8 @@ import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hypothesis import settings
+
 from incidentops.api.incident import Incident, IncidentStatus
 from incidentops.api.policy import EscalationPolicy
 from incidentops.domain.plan import Due, Plan, plan, record_deliveries
@@ -18,6 +20,12 @@ from incidentops.domain.selection import Selection, select_policy
 
 OPERATOR_NS = "incidentops"
 T0 = datetime.datetime(2025, 1, 1, 10, 0, tzinfo=datetime.UTC)
+
+
+def examples(n: int) -> int:
+    """``n`` examples for a property under Hypothesis's default profile (100 examples), proportionally fewer
+    under a lighter one (``make mutation``'s, see tests/conftest.py); read when the test module is imported."""
+    return max(1, n * settings.default.max_examples // 100)
 
 
 def at(minutes: float = 0, seconds: float = 0) -> datetime.datetime:

@@ -10,11 +10,12 @@ import zoneinfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from incidentops.api import conditions as cond
 from incidentops.api.common import Severity
 from incidentops.api.policy import BusinessHours
 from incidentops.domain import businesstime
 
-from .builders import Simulation, incident, level, mark, policy
+from .builders import Simulation, examples, incident, level, mark, policy
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 HOURS = BusinessHours(time_zone="Europe/Berlin")  # Mon-Fri 09:00-17:00
@@ -43,6 +44,13 @@ def test_next_open_skips_the_weekend_and_follows_the_wall_clock_across_summer_ti
     # 09:00 in Berlin is 08:00 UTC on Friday (winter) but 07:00 UTC on Monday (summer).
     assert local(2026, 3, 27, 9).hour == 8 and monday_nine.hour == 7
     assert businesstime.next_open(HOURS, local(2026, 3, 30, 10)) == local(2026, 3, 30, 10)
+
+
+def test_closing_time_is_closed_and_a_page_due_then_waits_for_the_next_opening() -> None:
+    friday_five = local(2026, 3, 27, 17)
+    assert not businesstime.is_open(HOURS, friday_five)
+    assert businesstime.next_open(HOURS, friday_five) == local(2026, 3, 30, 9)
+    assert businesstime.next_open(HOURS, local(2026, 3, 27, 9)) == local(2026, 3, 27, 9)
 
 
 def test_add_counts_only_working_time_across_a_weekend_and_a_change_of_time() -> None:
@@ -86,7 +94,7 @@ hours_strategy = (
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(hours=hours_strategy, start=moments, duration=durations)
 def test_add_and_elapsed_agree(hours: BusinessHours, start: datetime.datetime, duration: datetime.timedelta) -> None:
     end = businesstime.add(hours, start, duration)
@@ -96,9 +104,15 @@ def test_add_and_elapsed_agree(hours: BusinessHours, start: datetime.datetime, d
         assert businesstime.is_open(hours, end - datetime.timedelta(microseconds=1))
 
 
-@settings(max_examples=150, deadline=None)
-@given(hours=hours_strategy, moment=moments)
-def test_next_open_is_open_and_nothing_before_it_is(hours: BusinessHours, moment: datetime.datetime) -> None:
+@settings(max_examples=examples(150), deadline=None)
+@given(hours=hours_strategy, moment=moments, edge=st.sampled_from([None, "opening", "closing"]))
+def test_next_open_is_open_and_nothing_before_it_is(
+    hours: BusinessHours, moment: datetime.datetime, edge: str | None
+) -> None:
+    if edge is not None:  # the moment the hours open or close that day, where an off-by-one would show
+        wall = hours.opening() if edge == "opening" else hours.closing()
+        moment = datetime.datetime.combine(moment.astimezone(hours.zone()).date(), wall, tzinfo=hours.zone())
+        moment = moment.astimezone(UTC)
     opening = businesstime.next_open(hours, moment)
     assert opening >= moment
     assert businesstime.is_open(hours, opening)
@@ -162,6 +176,62 @@ def test_update_reminders_count_business_time() -> None:
     sim = Simulation(inc, [p])
     sim.step(local(2026, 3, 27, 15, 30))
     sim.edit(acknowledgement=mark(0))
-    sim.run_until(local(2026, 3, 30, 10, 45), start=local(2026, 3, 27, 15, 31))
-    reminders = [t for t, _ in sim.events("update-due")]
-    assert reminders == [local(2026, 3, 27, 16, 30), local(2026, 3, 30, 9, 30), local(2026, 3, 30, 10, 30)]
+    sim.run_until(local(2026, 3, 27, 16, 45), start=local(2026, 3, 27, 15, 31))
+    sim.step(local(2026, 3, 27, 16, 45))  # a look between two deadlines (someone edited the incident)
+    sim.run_until(local(2026, 3, 30, 10, 45), start=local(2026, 3, 27, 16, 46))
+    reminders = [(t, d.scheduled_at) for t, d in sim.events("update-due")]
+    deadlines = [local(2026, 3, 27, 16, 30), local(2026, 3, 30, 9, 30), local(2026, 3, 30, 10, 30)]
+    assert reminders == [(deadline, deadline) for deadline in deadlines]
+
+
+def test_a_stakeholder_level_during_business_hours_waits_for_monday_and_hears_of_nothing_before() -> None:
+    p = policy(
+        levels=[
+            level("on-call", "0s"),
+            level("managers", "0s", until="resolved", notify=["managers"], during="businessHours"),
+        ],
+        business_hours=WORK,
+    )
+    sim = Simulation(created_friday_evening("P3"), [p])  # type: ignore[arg-type]
+    sim.step(FRIDAY_18)
+    sim.edit(acknowledgement={"by": "alice", "at": local(2026, 3, 28, 10).isoformat()})  # Saturday
+    sim.run_until(local(2026, 3, 30, 9), start=local(2026, 3, 28, 10))
+    pages = [(t, name) for t, name, *_ in sim.pages()]
+    assert pages == [(FRIDAY_18, "on-call"), (local(2026, 3, 30, 9), "managers")]
+    # Told of the page on Monday, after the acknowledgement: not told "acknowledged" late.
+    assert [d.channel for _, d in sim.events("acknowledged")] == ["pager"]
+
+
+def test_the_chain_runs_out_a_business_day_after_the_last_page() -> None:
+    """P4 counts business time: paged Monday 16:00, its people have until Tuesday 16:00 to answer."""
+    p = policy(levels=[level("on-call", "0s")], business_hours=WORK)
+    monday_four = local(2026, 3, 30, 16)
+    sim = Simulation(incident(severity="P4", created=monday_four), [p])
+    first = sim.step(monday_four)
+    assert first.wake_at == local(2026, 3, 31, 16)
+    sim.step(local(2026, 3, 31, 15, 59))
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    sim.step(local(2026, 3, 31, 16))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_a_page_that_waited_for_monday_gets_its_time_to_answer_from_monday() -> None:
+    p = policy(levels=[level("on-call", "0s", during="businessHours")], business_hours=WORK)
+    sim = Simulation(created_friday_evening("P1"), [p])  # type: ignore[arg-type]
+    plans = sim.run_until(local(2026, 3, 30, 9, 14), start=FRIDAY_18)
+    assert [t for t, *_ in sim.pages()] == [local(2026, 3, 30, 9)]
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert plans[-1].wake_at == local(2026, 3, 30, 9, 15)
+    sim.step(local(2026, 3, 30, 9, 15))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_a_wall_clock_severity_runs_out_on_the_wall_clock_whatever_the_policys_hours() -> None:
+    p = policy(levels=[level("on-call", "0s")], business_hours=WORK)
+    sim = Simulation(created_friday_evening("P1"), [p])  # type: ignore[arg-type]
+    first = sim.step(FRIDAY_18)
+    assert first.wake_at == FRIDAY_18 + datetime.timedelta(minutes=15)
+    sla = sim.status.sla
+    assert sla is not None and sla.acknowledge_by == sla.next_update_by == FRIDAY_18 + datetime.timedelta(minutes=15)
+    sim.step(FRIDAY_18 + datetime.timedelta(minutes=15))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)

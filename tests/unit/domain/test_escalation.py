@@ -47,6 +47,12 @@ def test_p1_levels_fire_in_order_at_their_delays() -> None:
     cursor = sim.status.escalation
     assert cursor is not None
     assert (cursor.level, cursor.level_name) == (2, "manager")
+    # Each level reached is an Event, in the plan that pages it.
+    assert [(t.type, t.message) for plan_ in sim.plans for t in plan_.transitions if t.reason == reasons.ESCALATED] == [
+        ("Normal", "level on-call reached: notifying pager, chat"),
+        ("Normal", "level team-lead reached: notifying lead"),
+        ("Normal", "level manager reached: notifying manager"),
+    ]
 
 
 def test_a_late_scheduler_catches_up_without_skipping_a_level() -> None:
@@ -88,6 +94,50 @@ def test_acknowledgement_stops_paging_levels_but_not_stakeholders() -> None:
     assert ("cto", at(120)) in [(d.level_name, t) for t, d in sim.sent]
     exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
     assert exhausted is not None and exhausted.reason == reasons.ESCALATION_STOPPED
+
+
+def test_a_stakeholder_reached_after_the_acknowledgement_at_its_severitys_delay_is_not_told_of_it() -> None:
+    """The time a channel was reached is its level's delay for the incident's severity, not another's."""
+    p = policy(
+        levels=[
+            level("on-call", "0s", notify=["pager"]),
+            level("cto", by_severity={"P1": "30m", "P2": "5m"}, until="resolved", notify=["cto"]),
+        ]
+    )
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(20))
+    sim.run_until(at(40), start=at(20))
+    assert [(t, name) for t, name, *_ in sim.pages()] == [(at(0), "on-call"), (at(30), "cto")]
+    assert [d.channel for _, d in sim.events("acknowledged")] == ["pager"]
+
+
+def test_a_channel_paged_before_a_severity_change_still_hears_of_the_resolution() -> None:
+    p = policy(
+        levels=[
+            level("p2-pager", by_severity={"P2": "0s"}, notify=["p2"]),
+            level("on-call", "0s", notify=["pager"]),
+        ]
+    )
+    sim = Simulation(incident(severity="P2"), [p])
+    sim.step(at(0))
+    sim.edit(severity="P1")  # the p2 level no longer applies, but it was paged
+    sim.step(at(1))
+    sim.edit(resolution=mark(2))
+    sim.step(at(2))
+    assert [d.channel for _, d in sim.events("resolved")] == ["p2", "pager"]
+
+
+def test_a_channel_first_paged_in_a_later_round_is_told_of_the_acknowledgement() -> None:
+    """The operator was away during round 1: its pages are not sent late, round 2's are, and those it
+    reached hear that someone acknowledged."""
+    p = policy(levels=[level("on-call", "0s")], repeat={"times": 2, "every": "10m"})
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.step(at(15))
+    assert sim.pages() == [(at(15), "on-call", "pager", 1)]
+    sim.edit(acknowledgement=mark(16))
+    sim.step(at(16))
+    assert [d.channel for _, d in sim.events("acknowledged")] == ["pager"]
 
 
 def test_acknowledged_is_announced_to_the_channels_reached() -> None:
@@ -156,6 +206,11 @@ def test_acknowledgement_freezes_the_round() -> None:
     assert sim.status.escalation is not None and sim.status.escalation.round == 1
     assert plans[-1].status.escalation is not None and plans[-1].status.escalation.next_at is None
     assert len(sim.pages()) == 2
+    # Looked at long after the rounds would have run, it is still round 2, and nobody is told otherwise.
+    later = sim.step(at(100))
+    assert sim.status.escalation is not None and sim.status.escalation.round == 1
+    assert reasons.ESCALATION_ROUND_STARTED not in [t.reason for t in later.transitions]
+    assert len(sim.pages()) == 2
 
 
 def test_exhausted_once_the_last_round_would_have_repeated() -> None:
@@ -173,6 +228,8 @@ def test_exhausted_once_the_last_round_would_have_repeated() -> None:
     assert sim.status.escalation is not None and sim.status.escalation.exhausted
     assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
     assert ("Warning", reasons.ESCALATION_EXHAUSTED) in [(t.type, t.reason) for t in last.transitions]
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert exhausted is not None and exhausted.message == "every level was paged (2 rounds) and nobody acknowledged"
     # Acknowledging afterwards does not unsay it.
     sim.edit(acknowledgement=mark(31))
     sim.step(at(32))
@@ -204,6 +261,25 @@ def test_without_repeat_the_last_page_gets_the_acknowledge_time() -> None:
     assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
 
 
+def test_with_no_time_to_acknowledge_the_last_page_still_gets_a_moment() -> None:
+    p = policy(levels=[level("on-call", "0s")], severities={"P1": {"acknowledgeWithin": "0s"}})
+    sim = Simulation(incident(severity="P1"), [p])
+    first = sim.step(at(0))
+    assert [d.level_name for d in first.due if d.level_name] == ["on-call"]
+    assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED), "never in the plan that pages"
+    assert first.wake_at == at(0, 1)
+    sim.step(at(0, 1))
+    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+
+
+def test_a_repeat_without_spacing_notifies_once_and_never_loops() -> None:
+    p = policy(levels=[level("cto", "0s", until="resolved", notify=["cto"])], repeat={"times": 3, "every": "0s"})
+    sim = Simulation(incident(severity="P1"), [p])
+    plans = sim.run_until(at(300))
+    assert [(t, name) for t, name, *_ in sim.pages()] == [(at(0), "cto")]
+    assert all(plan_.status.escalation is not None and plan_.status.escalation.round == 0 for plan_ in plans)
+
+
 def test_a_single_level_is_exhausted_after_the_acknowledge_time() -> None:
     p = policy(levels=[level("on-call", "0s")])
     sim = Simulation(incident(severity="P1"), [p])
@@ -211,7 +287,21 @@ def test_a_single_level_is_exhausted_after_the_acknowledge_time() -> None:
     assert not cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
     assert first.wake_at == at(15)
     sim.step(at(15))
-    assert cond.is_true(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert (
+        exhausted is not None and exhausted.status.value == "True" and exhausted.reason == reasons.ESCALATION_EXHAUSTED
+    )
+    assert exhausted.message == "every level was paged (1 round) and nobody acknowledged"
+
+
+def test_no_level_for_the_severity_is_not_an_exhausted_chain() -> None:
+    p = policy(levels=[level("p1-only", by_severity={"P1": "0s"})])
+    sim = Simulation(incident(severity="P3"), [p])
+    sim.run_until(at(24 * 60))
+    exhausted = cond.get_condition(sim.status.conditions, cond.ESCALATION_EXHAUSTED)
+    assert exhausted is not None
+    assert (exhausted.status.value, exhausted.reason) == ("False", reasons.NO_LEVELS)
+    assert sim.pages() == []
 
 
 def test_failed_deliveries_count_as_done() -> None:

@@ -179,9 +179,19 @@ def test_alerts_resolving_resolve_the_incident() -> None:
 def test_truncated_alerts_do_not_resolve_the_incident() -> None:
     sim = alert_sim()
     sim.step(at(0))
-    alert_snapshot(sim, AlertsStatus(firing=0, resolved=5, truncated=3, last_received_at=at(20)))
+    alert_snapshot(sim, AlertsStatus(firing=0, resolved=5, truncated=1, last_received_at=at(20)))
     sim.step(at(20))
     assert condition(sim.status, cond.ALERTS_RESOLVED) == ("Unknown", reasons.ALERTS_FIRING)
+    assert sim.status.phase is Phase.TRIGGERED
+    assert not sim.events("resolved")
+
+
+def test_one_alert_still_firing_keeps_the_incident_open() -> None:
+    sim = alert_sim()
+    sim.step(at(0))
+    alert_snapshot(sim, AlertsStatus(firing=1, resolved=4, last_received_at=at(20)))
+    sim.step(at(20))
+    assert condition(sim.status, cond.RESOLVED) == ("False", reasons.UNRESOLVED)
     assert sim.status.phase is Phase.TRIGGERED
     assert not sim.events("resolved")
 
@@ -219,7 +229,9 @@ def test_alerts_firing_again_within_the_window_reopen() -> None:
     assert (status.episode, status.reopen_count, status.episode_started_at) == (2, 1, at(50))
     assert status.phase is Phase.TRIGGERED
     assert ("Warning", reasons.REOPENED) in [(t.type, t.reason) for t in reopened.transitions]
-    assert [e.kind for e in status.timeline].count(reasons.REOPENED) == 1
+    [entry] = [e for e in status.timeline if e.kind == reasons.REOPENED]
+    assert (entry.at, entry.actor) == (at(50), "alertmanager")
+    assert entry.message == "reopened: the alerts fire again within the reopen window (episode 2)"
     # Paging starts again from the first level, under new keys.
     new_pages = [d for d in reopened.due if d.level_name]
     assert [(d.level_name, d.event, d.round) for d in new_pages] == [("on-call", "triggered", 0)] * 2
@@ -276,6 +288,7 @@ def test_start_episode_moves_the_closing_episode_to_the_record() -> None:
     facts = episode_facts(sim.incident.spec, sim.status)
     reopened = start_episode(sim.status, facts, at(50), at(52))
     assert (reopened.episode, reopened.reopen_count, reopened.episode_started_at) == (2, 1, at(50))
+    assert reopened.phase is Phase.TRIGGERED
     assert reopened.escalation is not None and reopened.escalation.notified == []
     assert condition(reopened, cond.RESOLVED) == ("False", reasons.UNRESOLVED)
     assert reopened.timeline[-1].kind == reasons.REOPENED

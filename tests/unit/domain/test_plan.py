@@ -45,7 +45,7 @@ def test_record_deliveries() -> None:
     result = plan(inc, selection, at(6))  # type: ignore[arg-type]
     assert [d.level_name for d in result.due] == ["on-call", "on-call", "lead"]
     outcomes = [
-        (result.due[0], "Delivered", 1, ""),
+        (result.due[0], "Delivered", 1, "202 Accepted"),
         (result.due[1], "Failed", 3, "HTTP 500"),
         (result.due[2], "Skipped", 0, "Secret missing"),
     ]
@@ -53,16 +53,51 @@ def test_record_deliveries() -> None:
     assert status.escalation is not None
     assert status.escalation.notified == [d.key for d in result.due]
     assert (status.escalation.level, status.escalation.level_name) == (1, "lead")
-    assert [(r.channel, r.outcome, r.attempts, r.message) for r in status.notifications] == [
-        ("pager", NotificationOutcome.SENT, 1, None),
-        ("chat", NotificationOutcome.FAILED, 3, "HTTP 500"),
-        ("lead", NotificationOutcome.SKIPPED, 0, "Secret missing"),
+    assert [(r.channel, r.level, r.outcome, r.attempts, r.message) for r in status.notifications] == [
+        ("pager", "on-call", NotificationOutcome.SENT, 1, "202 Accepted"),
+        ("chat", "on-call", NotificationOutcome.FAILED, 3, "HTTP 500"),
+        ("lead", "lead", NotificationOutcome.SKIPPED, 0, "Secret missing"),
     ]
     kinds = [e.kind for e in status.timeline[-2:]]
     assert kinds == [reasons.NOTIFICATION_FAILED, reasons.NOTIFICATION_SKIPPED]
-    assert "chat failed (HTTP 500)" in status.timeline[-2].message
+    # One entry per event and level, saying what became of each channel (and why, unless it was sent).
+    assert [e.message for e in status.timeline[-2:]] == [
+        "triggered (on-call): pager sent, chat failed (HTTP 500)",
+        "escalated (lead): lead skipped (Secret missing)",
+    ]
     # Nothing is due again, whatever the outcome.
     assert plan(with_status(inc, status), selection, at(6)).due == ()  # type: ignore[arg-type]
+
+
+def test_an_announcement_is_recorded_under_its_event_and_a_breach_notice_under_its_kind() -> None:
+    p = policy(levels=[level("on-call")])
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.step(at(0))
+    sim.step(at(15))
+    sim.edit(resolution=mark(16))
+    sim.step(at(16))
+    messages = [e.message for e in sim.status.timeline if e.kind == reasons.NOTIFICATION_SENT]
+    assert messages == [
+        "triggered (on-call): pager sent",
+        "sla-breached (Acknowledge): pager sent",
+        "update-due: pager sent",
+        "resolved: pager sent",
+    ]
+
+
+def test_every_transition_is_an_event_kubernetes_takes() -> None:
+    """Normal or Warning, with a reason and a message, whatever the plan went through."""
+    p = policy(levels=[level("on-call"), level("lead", "5m", notify=["lead"])], repeat={"times": 1, "every": "10m"})
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.run_until(at(30))
+    sim.edit(acknowledgement=mark(31), containment=mark(32))
+    sim.step(at(32))
+    sim.edit(severity="P3", resolution=mark(40))
+    sim.run_until(at(200), start=at(40))
+    events = [t for plan_ in sim.plans for t in plan_.transitions]
+    assert {t.type for t in events} == {"Normal", "Warning"}
+    assert all(t.reason and t.message for t in events)
+    assert {reasons.ESCALATED, reasons.ACKNOWLEDGED, reasons.RESOLVED, reasons.CLOSED} <= {t.reason for t in events}
 
 
 def test_recording_a_key_again_replaces_its_record() -> None:

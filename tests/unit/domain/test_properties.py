@@ -21,13 +21,13 @@ from incidentops.api.incident import AlertsStatus
 from incidentops.api.policy import EscalationPolicy, Until
 from incidentops.domain.alertgroups import with_fired_at
 
-from .builders import Simulation, at, incident, level, policy, with_status
+from .builders import Simulation, at, examples, incident, level, policy, with_status
 
 CHANNELS = ("c0", "c1", "c2", "c3")
 SEVERITIES = ("P1", "P2", "P3", "P4")
 HORIZON = 6 * 3600  # seconds simulated
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 delays = st.integers(min_value=0, max_value=2 * 3600)
 
@@ -392,7 +392,7 @@ def expected_pages(
     return out
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=policies(), severity=st.sampled_from(SEVERITIES), script=scripts())
 def test_every_due_page_goes_out_at_its_time_once(
     p: EscalationPolicy, severity: str, script: list[tuple[int, str, Any]]
@@ -427,7 +427,7 @@ def episode_of(sim: Simulation, t: datetime.datetime, due: Any) -> int:
     raise AssertionError("a sent notification that no plan made")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=policies(), severity=st.sampled_from(SEVERITIES), script=scripts(severity_changes=2))
 def test_a_breach_is_counted_once_per_episode_and_kind(
     p: EscalationPolicy, severity: str, script: list[tuple[int, str, Any]]

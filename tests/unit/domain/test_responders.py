@@ -14,7 +14,10 @@ from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.incident import AlertsStatus, BreachKind, ClampedTimeField, Phase
 from incidentops.domain.alertgroups import with_fired_at
+from incidentops.domain.common import stamp
+from incidentops.domain.escalation import notification_key
 from incidentops.domain.plan import plan
+from incidentops.domain.selection import select_policy
 
 from .builders import OPERATOR_NS, Simulation, at, incident, level, mark, policy, with_spec, with_status
 
@@ -156,6 +159,13 @@ def test_an_acknowledgement_from_the_future_counts_as_received_and_says_so() -> 
     assert sim.status.episode == 2
     assert [d.level_name for d in result.due if d.level_name] == ["on-call"]
     assert not cond.is_true(sim.status.conditions, cond.ACKNOWLEDGED)
+
+
+def test_a_time_that_is_exactly_now_is_not_ahead_of_the_clock() -> None:
+    inc = incident(severity="P1", acknowledgement=mark(5))
+    status = plan(inc, select_policy(inc, [], OPERATOR_NS), at(5)).status
+    assert status.clamped_times == []
+    assert reasons.TIME_CLAMPED not in [e.kind for e in status.timeline]
 
 
 def test_a_new_time_replaces_the_clamp() -> None:
@@ -324,3 +334,167 @@ def test_clamped_time_of_a_status_update_counts_for_the_update_clock() -> None:
     assert sim.status.sla is not None and sim.status.sla.next_update_by == at(16)
     assert sim.status.clamped_times[0].field is ClampedTimeField.STATUS_UPDATE
     assert datetime.timedelta(0) < sim.status.sla.next_update_by - at(0) <= datetime.timedelta(minutes=16)
+
+
+def test_a_reopened_episode_misses_its_own_deadlines_and_the_record_keeps_the_closed_ones() -> None:
+    """Episode 2 starts with no breach: missing its acknowledgement is a breach and a page again, and the
+    closed episode's record says what it missed and when it was contained and resolved."""
+    sim = alert_sim(severities={"P2": {"acknowledgeWithin": "10m"}})
+    sim.step(at(0))
+    sim.step(at(10))  # nobody acknowledged: episode 1 breaches
+    sim.edit(containment=mark(12))
+    sim.step(at(12))
+    sim.step(at(13))
+    receive(sim, 0, 20)
+    sim.step(at(20))
+    receive(sim, 1, 50)
+    sim.step(at(51))
+    assert sim.status.episode == 2
+    assert sim.status.sla is not None and sim.status.sla.breaches == []
+    assert cond.get_condition(sim.status.conditions, cond.SLA_BREACHED).status.value == "False"  # type: ignore[union-attr]
+    sim.step(at(60))
+    assert [(b.kind, b.deadline) for b in sim.status.sla.breaches] == [(BreachKind.ACKNOWLEDGE, at(60))]
+    assert [t for t, d in sim.events("sla-breached")] == [at(10), at(60)]
+    [first] = sim.status.episodes
+    assert (first.started_at, first.resolved_at) == (at(0), at(20))
+    assert (first.time_to_acknowledge_seconds, first.time_to_contain_seconds) == (720, 720)
+    assert first.time_to_resolve_seconds == 1200
+    assert first.breaches == [BreachKind.ACKNOWLEDGE]
+
+
+def test_an_acknowledgement_at_the_very_moment_the_episode_started_counts_for_it() -> None:
+    sim = alert_sim()
+    sim.step(at(0))
+    receive(sim, 0, 10)
+    sim.step(at(10))
+    receive(sim, 1, 40)
+    sim.edit(acknowledgement=mark(40, by="carol"))  # the pager went off as the group fired again
+    result = sim.step(at(40))
+    assert (sim.status.episode, sim.status.episode_started_at) == (2, at(40))
+    assert sim.status.phase is Phase.ACKNOWLEDGED and sim.status.acknowledged_by == "carol"
+    assert not [d for d in result.due if d.level_name]
+
+
+# --- who hears what, under which key ---------------------------------------------------------------------
+
+
+def test_announcements_are_keyed_per_episode_and_say_when_they_became_due() -> None:
+    """Channels deduplicate on the key (PagerDuty's dedup_key, a webhook's idempotency key), across restarts
+    and releases: every announcement follows the recipe of ``notification_key``, with the episode in it, so
+    episode 2's "acknowledged" is not swallowed as a repeat of episode 1's."""
+    p = policy(
+        levels=[level("on-call", notify=["pager"])],
+        severities={"P2": {"acknowledgeWithin": "10m", "updateEvery": "30m"}},
+    )
+    sim = Simulation(incident(severity="P2", source_labels={"alertname": "Down"}), [p])
+    receive(sim, 1, 0)
+    sim.step(at(0))
+    sim.step(at(10))  # the acknowledge deadline passes
+    sim.step(at(30))  # so does the first update
+    sim.edit(statusUpdate={**mark(35, by="bob"), "message": "rolling back"})
+    sim.step(at(35))
+    sim.edit(acknowledgement=mark(40))
+    sim.step(at(40))
+    receive(sim, 0, 45)
+    sim.step(at(45))
+    receive(sim, 1, 50)
+    sim.step(at(50))
+    sim.edit(acknowledgement=mark(52, by="carol"))
+    sim.step(at(52))
+    told = [(episode_of(sim, d), d) for _, d in sim.sent if d.level_name is None]
+    assert [(episode, d.event, d.scheduled_at) for episode, d in told] == [
+        (1, "sla-breached", at(10)),
+        (1, "update-due", at(30)),
+        (1, "status-update", at(35)),
+        (1, "acknowledged", at(40)),
+        (1, "resolved", at(45)),
+        (2, "acknowledged", at(52)),
+    ]
+    for episode, d in told:
+        assert (d.channel, d.round, d.level) == ("pager", 0, None)
+        assert d.scheduled_at is not None
+        event = {
+            "sla-breached": f"sla-breached:{d.detail}",
+            "update-due": f"update-due@{stamp(d.scheduled_at)}",
+            "status-update": f"status-update@{stamp(d.scheduled_at)}",
+        }.get(d.event, d.event)
+        assert d.key == notification_key("uid-1", episode, 0, None, "pager", event)
+    assert stamp(at(30)) == "2025-01-01T10:30:00.000000Z"
+
+
+def episode_of(sim: Simulation, due: object) -> int:
+    return next(result.status.episode for result in sim.plans if due in result.due)  # type: ignore[misc]
+
+
+def test_after_an_outage_the_missed_resolve_deadline_is_announced_though_the_late_acknowledgement_is_not() -> None:
+    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call")])])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(20))
+    sim.step(at(4 * 60 + 1))  # the operator was away from before the acknowledge deadline to after the resolve one
+    assert sim.status.sla is not None
+    assert [b.kind for b in sim.status.sla.breaches] == [BreachKind.ACKNOWLEDGE, BreachKind.RESOLVE]
+    assert [(d.detail, d.scheduled_at) for _, d in sim.events("sla-breached")] == [("Resolve", at(4 * 60))]
+
+
+def test_an_acknowledgement_made_as_the_operator_looks_after_the_deadline_is_recorded_not_announced() -> None:
+    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call")])])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(16))
+    sim.step(at(16))
+    assert sim.status.sla is not None and [b.kind for b in sim.status.sla.breaches] == [BreachKind.ACKNOWLEDGE]
+    assert sim.events("sla-breached") == []
+
+
+def test_the_resolution_goes_to_whoever_heard_of_a_breach_and_to_communications_once_anyone_was_paged() -> None:
+    p = policy(
+        levels=[level("on-call", notify=["pager"])],
+        notify_on_breach=["managers"],
+        communications=["comms"],
+        severities={"P2": {"acknowledgeWithin": "10m"}},
+    )
+    sim = Simulation(incident(severity="P2"), [p])
+    sim.step(at(0))
+    sim.step(at(10))
+    assert [d.channel for _, d in sim.events("sla-breached")] == ["managers"]
+    sim.edit(resolution=mark(20))
+    sim.step(at(20))
+    assert [(d.channel, d.scheduled_at) for _, d in sim.events("resolved")] == [
+        ("pager", at(20)),
+        ("managers", at(20)),
+        ("comms", at(20)),
+    ]
+    # Resolved before anyone was paged or told of a breach: nobody is told it is over.
+    quiet = Simulation(incident(severity="P2"), [policy(levels=[level("on-call", "5m")], communications=["comms"])])
+    quiet.step(at(0))
+    quiet.edit(resolution=mark(1))
+    quiet.run_until(at(30), start=at(1))
+    assert quiet.sent == []
+
+
+def test_acknowledged_goes_to_the_stakeholders_reached_by_the_moment_of_the_acknowledgement() -> None:
+    p = policy(
+        levels=[
+            level("on-call", notify=["pager"]),
+            level("managers", "10m", until="resolved", notify=["managers"]),
+            level("cto", "20m", until="resolved", notify=["cto"]),
+        ]
+    )
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.run([at(0), at(10)])
+    sim.edit(acknowledgement=mark(10))  # as the managers were told
+    sim.run_until(at(30), start=at(10))
+    assert [d.channel for _, d in sim.events("acknowledged")] == ["pager", "managers"]
+
+
+def test_before_any_page_a_breach_goes_to_the_level_that_pages_first_for_the_severity() -> None:
+    p = policy(
+        levels=[
+            level("p1-only", by_severity={"P1": "0s"}, notify=["p1-pager"]),
+            level("p2-first", by_severity={"P2": "1h"}, notify=["p2-pager"]),
+            level("late", "2h", notify=["pager"]),
+        ],
+        severities={"P2": {"acknowledgeWithin": "10m"}},
+    )
+    sim = Simulation(incident(severity="P2"), [p])
+    sim.run_until(at(11))
+    assert [d.channel for _, d in sim.events("sla-breached")] == ["p2-pager"]

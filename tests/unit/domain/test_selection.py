@@ -18,6 +18,7 @@ def test_ref_wins_over_selection() -> None:
     assert selection.policy is chosen
     assert selection.ref == "team/chosen"
     assert selection.reason == reasons.POLICY_SELECTED
+    assert selection.message == "EscalationPolicy team/chosen (escalationPolicyRef)"
 
 
 def test_ref_to_the_operator_namespace() -> None:
@@ -46,6 +47,7 @@ def test_ref_policy_classifies() -> None:
     inc = incident(severity=None, ref={"name": "mine"}, labels={"x": "y"})
     selection = select_policy(inc, [ref], OPERATOR_NS)
     assert (selection.severity, selection.severity_source) == (Severity.P2, "classification")
+    assert selection.classified_by == "team/mine", "the timeline says which policy classified it"
 
 
 @pytest.mark.parametrize(
@@ -191,6 +193,8 @@ def test_default_fallback_ignores_its_own_selector() -> None:
     assert selection.ref == f"{OPERATOR_NS}/default"
     assert selection.reason == reasons.POLICY_SELECTED
     assert "no other policy" in selection.message
+    unclassified = select_policy(incident(severity=None), [fallback], OPERATOR_NS)
+    assert unclassified.ref == unclassified.classified_by == f"{OPERATOR_NS}/default"
 
 
 def test_a_default_outside_the_operator_namespace_is_no_fallback() -> None:

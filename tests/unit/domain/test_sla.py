@@ -54,7 +54,7 @@ def test_a_missed_acknowledge_deadline_breaches_once() -> None:
     assert ("Warning", reasons.ACKNOWLEDGE_DEADLINE_MISSED) in [(t.type, t.reason) for t in breach.transitions]
     condition = cond.get_condition(sim.status.conditions, cond.SLA_BREACHED)
     assert condition is not None and condition.status.value == "True" and condition.reason == reasons.SLA_BREACHED
-    assert "acknowledge deadline" in condition.message
+    assert condition.message == "acknowledge deadline 2025-01-01T10:15:00Z missed"
     # notifyOnBreach defaults to the first level's channels.
     assert [(d.channel, d.detail) for _, d in sim.events("sla-breached")] == [
         ("pager", "Acknowledge"),
@@ -211,3 +211,29 @@ def test_zero_update_cadence_means_no_reminders() -> None:
     result = plan(inc, select_policy(inc, [p], OPERATOR_NS), at(30))
     assert result.status.sla is not None and result.status.sla.next_update_by is None
     assert result.wake_at == at(4 * H)  # the resolve deadline: no update deadline to wake for
+
+
+def test_acknowledging_at_the_deadline_itself_meets_it() -> None:
+    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call")])])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(15))
+    sim.step(at(15))
+    assert sim.status.sla is not None and sim.status.sla.breaches == []
+
+
+def test_a_resolution_in_time_is_no_breach_however_late_the_operator_looks() -> None:
+    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call")])])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(5), resolution=mark(30))
+    sim.step(at(5 * H))
+    assert sim.status.sla is not None and sim.status.sla.breaches == []
+
+
+def test_with_every_deadline_behind_it_there_is_no_next_deadline() -> None:
+    p = policy(levels=[level("a")], severities={"P1": {"updateEvery": "0s"}})
+    sim = Simulation(incident(severity="P1"), [p])
+    sim.step(at(0))
+    sim.edit(acknowledgement=mark(5))
+    sim.step(at(5 * H))
+    assert sim.status.sla is not None and sim.status.sla.next_deadline is None
+    assert [b.kind for b in sim.status.sla.breaches] == [BreachKind.RESOLVE]

@@ -1,7 +1,7 @@
 """A reconciler, its delivery queue and the policy monitor over the fake kube seam, with real channels.
 
 The channels talk HTTP to a real local server (the notify tests' ``http_peer``);
-only the Kubernetes API is an in-memory fake (``fakekube.py``). Time is
+only the Kubernetes API is an in-memory fake (``tests/unit/kubefake.py``). Time is
 looptime's: the loop's clock, fast-forwarded whenever nothing is runnable,
 drives the operator's clock too, so an hour of retries takes no real time.
 """
@@ -27,7 +27,7 @@ from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.kube import INCIDENTS, POLICIES
 from incidentops.settings import Settings
-from tests.unit.handlers.fakekube import FakeKube, install
+from tests.unit.kubefake import FakeKube
 from tests.unit.notify.conftest import HttpPeer, http_peer, session
 
 __all__ = ["EPOCH", "Harness", "harness", "http_peer", "session"]
@@ -137,7 +137,7 @@ def rules() -> RetryRules:
 
 @pytest.fixture
 def fake_kube(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKube]:
-    yield install(monkeypatch, FakeKube())
+    yield FakeKube().install(monkeypatch)
 
 
 @pytest.fixture

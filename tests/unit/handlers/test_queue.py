@@ -1,7 +1,7 @@
 """The delivery queue: deliveries apart from the look, isolated, retried under one key until delivered,
 moot or too old; deduplicated by key; paced per destination; honest in status, Events and metrics.
 
-Real channels over real local HTTP; the kube seam is faked (``fakekube.py``); time is looptime's.
+Real channels over real local HTTP; the kube seam is faked (``tests/unit/kubefake.py``); time is looptime's.
 """
 
 from __future__ import annotations

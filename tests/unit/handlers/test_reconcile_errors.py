@@ -16,6 +16,7 @@ from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.refusals import RefusalReporter
 from incidentops.handlers.scheduler import Scheduler
+from incidentops.kube import INCIDENTS
 from incidentops.settings import Settings
 from tests.unit.kubefake import FakeKube, api_error
 
@@ -28,7 +29,7 @@ def clock() -> datetime.datetime:
 
 
 def ready(kube: FakeKube) -> dict[str, Any]:
-    conditions = kube.get("incidents", *KEY).get("status", {}).get("conditions", [])
+    conditions = kube.get(INCIDENTS, *KEY).get("status", {}).get("conditions", [])
     return next(c for c in conditions if c["type"] == "Ready")
 
 
@@ -54,7 +55,7 @@ class Operator:
 def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
     fake = FakeKube().install(monkeypatch)
     fake.add(
-        "incidents",
+        INCIDENTS,
         {
             "apiVersion": "incidentops.dev/v1alpha1",
             "kind": "Incident",
@@ -86,13 +87,13 @@ async def test_a_forbidden_request_is_shown_on_the_incident_and_cleared_when_all
     condition = ready(kube)
     assert (condition["status"], condition["reason"]) == ("False", "APIForbidden")
     assert message in condition["message"] and "every 600s" in condition["message"]
-    assert [e[1:3] for e in kube.events] == [("Warning", "APIForbidden")]
-    operator.watch_event(kube.get("incidents", *KEY))  # of the refusal's own write: no look for it
+    assert [(e.type, e.reason) for e in kube.events] == [("Warning", "APIForbidden")]
+    operator.watch_event(kube.get(INCIDENTS, *KEY))  # of the refusal's own write: no look for it
     await asyncio.sleep(1)
     assert kube.calls.count("list_objects") == 1
 
-    kube.edit("incidents", *KEY, description="primary lost its disk")
-    operator.watch_event(kube.get("incidents", *KEY))  # somebody changed it: looked at once, still forbidden
+    kube.edit_spec(INCIDENTS, *KEY, description="primary lost its disk")
+    operator.watch_event(kube.get(INCIDENTS, *KEY))  # somebody changed it: looked at once, still forbidden
     await asyncio.sleep(1)
     assert kube.calls.count("list_objects") == 2
     assert len(kube.events) == 1, "the same refusal is announced once"
@@ -102,7 +103,7 @@ async def test_a_forbidden_request_is_shown_on_the_incident_and_cleared_when_all
     await asyncio.sleep(600)  # RBAC fixed meanwhile: the next look clears the reason
     condition = ready(kube)
     assert (condition["status"], condition["reason"]) == ("False", "NoEscalationPolicy")
-    assert kube.events[-1][1:3] == ("Warning", "NoEscalationPolicy")
+    assert (kube.events[-1].type, kube.events[-1].reason) == ("Warning", "NoEscalationPolicy")
 
 
 @pytest.mark.looptime
@@ -127,7 +128,7 @@ async def test_an_api_server_outage_is_ridden_out_with_backoff_and_shows_nothing
     assert kube.calls.count("read") == 4  # at 0, 1, 3 and 7 seconds
     condition = ready(kube)
     assert condition["reason"] == "NoEscalationPolicy", "a temporary failure is not the incident's to show"
-    assert not [e for e in kube.events if e[2].startswith("API")]
+    assert not [e for e in kube.events if e.reason.startswith("API")]
 
 
 @pytest.mark.looptime
@@ -137,6 +138,6 @@ async def test_a_refusal_that_cannot_be_written_is_only_logged(
     kube.fail("write_status", api_error(403, "Forbidden"), api_error(403, "Forbidden"))
     operator.scheduler.poke(KEY)
     await asyncio.sleep(1)
-    assert "status" not in kube.get("incidents", *KEY)
+    assert "status" not in kube.get(INCIDENTS, *KEY)
     assert "the refusal cannot be shown on it either: 403 Forbidden" in caplog.text
     assert "Traceback" not in caplog.text

@@ -6,6 +6,8 @@ of them straight to the receiver).
 
 from __future__ import annotations
 
+import copy
+import datetime
 import hashlib
 import json
 from typing import Any
@@ -83,9 +85,13 @@ def body(value: Any) -> bytes:
 label_names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20)
 label_values = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 label_sets = st.dictionaries(label_names, label_values, max_size=8)
-timestamps = st.datetimes(timezones=st.just(__import__("datetime").UTC)).map(
-    lambda d: d.isoformat().replace("+00:00", "Z")
+timestamps = st.datetimes(timezones=st.just(datetime.UTC)).map(lambda d: d.isoformat().replace("+00:00", "Z"))
+_offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: datetime.timezone(datetime.timedelta(minutes=m)))
+starts_at_values = st.one_of(
+    st.sampled_from([ZERO_TIME, "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59.999999-23:59"]),
+    st.datetimes(timezones=_offsets).map(lambda d: d.isoformat().replace("+00:00", "Z")),
 )
+"""Any ``startsAt`` a sender may put: Alertmanager's zero time, far past, far future, any offset (RFC 3339)."""
 
 
 @st.composite
@@ -128,9 +134,9 @@ json_values = st.recursive(
 
 
 @st.composite
-def mutated_payloads(draw: st.DrawFn) -> Any:
-    """A valid payload with one part replaced, removed or retyped: near misses, where parsers break."""
-    value = draw(valid_payloads())
+def mutated_payloads(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]] | None = None) -> Any:
+    """A valid payload (of ``base``) with one part replaced, removed or retyped: near misses, where parsers break."""
+    value = copy.deepcopy(draw(base if base is not None else valid_payloads()))
     path: list[Any] = []
     node: Any = value
     while isinstance(node, (dict, list)) and node and draw(st.booleans()):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incidentops.intake.payload import MAX_LABELS, PayloadError, WebhookPayload, parse
+from incidentops.intake.payload import MAX_LABELS, MAX_TRUNCATED, PayloadError, WebhookPayload, parse, parse_in_steps
 from tests.unit.intake.payloads import alert, body, json_values, mutated_payloads, payload, valid_payloads
 
 # A real Alertmanager 0.25 POST (captured from the e2e test's Alertmanager).
@@ -70,6 +70,7 @@ def test_unknown_keys_are_ignored() -> None:
         (body({**payload(), "status": "pending"}), 422, "status", "'firing' or 'resolved'"),
         (body({**payload(), "truncatedAlerts": "1"}), 422, "truncatedAlerts", "valid integer"),
         (body({**payload(), "truncatedAlerts": -1}), 422, "truncatedAlerts", "greater than or equal to 0"),
+        (body({**payload(), "truncatedAlerts": 2**63}), 422, "truncatedAlerts", "less than or equal to"),
         (body({**payload(), "alerts": []}), 422, "alerts", "at least 1 item"),
         (body({**payload(), "alerts": {}}), 422, "alerts", "valid array"),
         (body({**payload(), "receiver": ""}), 422, "receiver", "at least 1 character"),
@@ -83,6 +84,10 @@ def test_bad_payloads_name_the_field(raw: bytes, status: int, field: str | None,
     if field is not None:
         assert error.errors[0]["field"] == field
         assert error.message.startswith(field) or field == "(body)"
+
+
+def test_the_largest_truncated_count_the_api_server_keeps_is_accepted() -> None:
+    assert parse(body({**payload(), "truncatedAlerts": MAX_TRUNCATED})).truncated_alerts == 2**63 - 1
 
 
 def test_errors_in_alerts_have_json_paths() -> None:
@@ -152,3 +157,51 @@ def test_the_parser_never_fails_otherwise(raw: bytes) -> None:
     except PayloadError as exc:
         assert exc.status in (400, 422)
         assert exc.message
+
+
+# --- in steps ----------------------------------------------------------------------------------------
+
+
+def outcome(parser: Any, raw: bytes) -> Any:
+    try:
+        return parser(raw)
+    except PayloadError as exc:
+        return (exc.status, exc.message, exc.errors)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=st.one_of(
+        valid_payloads().map(body),
+        mutated_payloads().map(body),
+        st.binary(max_size=200),
+        json_values.map(body),
+        # Around the alerts: duplicated keys, odd spacing, trailing text, other orders of keys.
+        valid_payloads().map(lambda v: body(v).replace(b'"alerts": ', b'"alerts": [], "alerts":\n ')),
+        valid_payloads().map(lambda v: body(v) + b" x"),
+        valid_payloads().map(lambda v: json.dumps(v, indent=1, sort_keys=True).encode()),
+        st.sampled_from(
+            [
+                body(payload([alert(), alert(pod="b")])).replace(b"}]", b"},]"),  # trailing commas
+                body(payload()).replace(b'"truncatedAlerts"', b'"x": 1,, "truncatedAlerts"'),
+                body(payload())[:-1] + b", }",
+                body(payload()).replace(b'"alerts": [', b'"alerts": [,'),
+                body(payload()).replace(b'"alerts": [', b'"alerts": [NaN, '),
+                body(payload()) + body(payload()),
+            ]
+        ),
+    ),
+    step=st.integers(1, 3),
+)
+def test_parsing_in_steps_gives_the_one_pass_answer(raw: bytes, step: int) -> None:
+    assert outcome(lambda r: parse_in_steps(r, step), raw) == outcome(parse, raw)
+
+
+def test_errors_of_later_steps_name_their_alerts_and_are_counted_once() -> None:
+    value = payload([alert(pod=str(i)) for i in range(10)], status="pending")
+    value["alerts"][1]["labels"]["severity"] = 3
+    value["alerts"][7]["startsAt"] = "yesterday"
+    error = outcome(lambda r: parse_in_steps(r, 3), body(value))
+    assert error == outcome(parse, body(value))
+    assert [e["field"] for e in error[2]] == ["status", "alerts[1].labels.severity", "alerts[7].startsAt"]
+    assert error[1].endswith("(and 2 more)")

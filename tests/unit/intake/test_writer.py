@@ -7,12 +7,14 @@ import datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from incidentops.domain import alertgroups
 from incidentops.intake.payload import WebhookPayload, parse
 from incidentops.intake.writer import Coalescer, IncidentWriter, WriteError
 from tests.unit.intake import fakekube
-from tests.unit.intake.payloads import alert, body, payload
+from tests.unit.intake.payloads import ZERO_TIME, alert, body, payload, starts_at_values
 
 NOW = datetime.datetime(2025, 1, 31, 14, 5, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(seconds=30)
@@ -69,6 +71,33 @@ async def test_first_post_creates_the_incident_with_spec_and_status(api: Any, cl
     assert alerts["firing"] == 3 and alerts["resolved"] == 0 and alerts["truncated"] == 0
     assert alerts["lastReceivedAt"] == "2025-01-31T14:05:00Z"
     assert incident["status"]["startedAt"] == "2025-01-31T14:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "starts_at", [ZERO_TIME, "0001-01-01T00:00:00+01:00", "2025-01-31T15:00:00Z", "9999-12-31T23:59:59-23:59"]
+)
+async def test_an_unset_or_future_start_is_the_receipt(api: Any, cluster: fakekube.FakeCluster, starts_at: str) -> None:
+    await writer(api).submit(p(payload([alert(starts_at=starts_at, pod=f"p{i}") for i in range(3)])), NOW)
+    [incident] = cluster.incidents()
+    assert incident["status"]["startedAt"] == "2025-01-31T14:05:00Z"
+
+
+RECEIPTS = st.datetimes(datetime.datetime(2000, 1, 1), datetime.datetime(2100, 1, 1), timezones=st.just(datetime.UTC))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(starts=st.lists(starts_at_values, min_size=1, max_size=5), received=RECEIPTS)
+async def test_the_start_written_is_never_year_1_nor_after_the_receipt(
+    starts: list[str], received: datetime.datetime
+) -> None:
+    cluster = fakekube.FakeCluster()
+    with pytest.MonkeyPatch.context() as mp:
+        api = fakekube.install(mp, cluster)
+        raw = body(payload([alert(starts_at=s, pod=f"p{i}") for i, s in enumerate(starts)]))
+        await writer(api).submit(parse(raw), received)
+    [incident] = cluster.incidents()
+    started = datetime.datetime.fromisoformat(incident["status"]["startedAt"])
+    assert datetime.datetime(2, 1, 1, tzinfo=datetime.UTC) <= started <= received
 
 
 async def test_later_posts_update_status_only(api: Any, cluster: fakekube.FakeCluster) -> None:
