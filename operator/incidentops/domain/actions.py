@@ -374,7 +374,7 @@ def may_start(incident: Incident, selection: Selection) -> bool:
 def runnable(incident: Incident, resolved: bool) -> list[ActionRecord]:
     """The records the runner has work for now, in ledger order: Pending and Running ones (a crash may have
     interrupted a Running one), and Succeeded ones with an undo due. Evidence first: while a snapshot is
-    still to finish, no other action starts (their look comes again when it is recorded)."""
+    still to finish, no other action starts (the runner starts them once it is recorded)."""
     active = (ActionPhase.PENDING, ActionPhase.RUNNING)
     undos = [record for record in incident.status.actions if undo_due(incident, record, resolved)]
     snapshots = [r for r in incident.status.actions if r.type is ActionType.SNAPSHOT and r.phase in active]

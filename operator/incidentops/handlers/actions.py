@@ -158,7 +158,9 @@ class ActionRunner:
         delay = _ERROR_FIRST
         while not self._stopped:
             try:
-                await self._advance(key, name)
+                type_ = await self._advance(key, name)
+                if type_ is ActionType.SNAPSHOT:
+                    await self._after_evidence(key)
                 return
             except asyncio.CancelledError:
                 raise
@@ -178,11 +180,19 @@ class ActionRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _ERROR_MAX)
 
-    async def _advance(self, key: Key, name: str) -> None:
+    async def _after_evidence(self, key: Key) -> None:
+        """Start what waited for the evidence. Nothing else brings the look back: the snapshot's own status
+        write is the operator's, which the reconciler does not answer."""
+        seen = await self.ledger.seen(key)
+        if seen is not None:
+            self.submit(key, seen.incident)
+
+    async def _advance(self, key: Key, name: str) -> ActionType | None:
+        """One record's next step; its type, or None when it is gone."""
         seen = await self.ledger.seen(key)
         record = _record(seen.incident, name) if seen is not None else None
         if seen is None or record is None:
-            return
+            return None
         ctx = self._context(seen, record)
         module = self.modules(record.type)
         if acting.undo_due(seen.incident, record, _resolved(seen.incident)):
@@ -193,6 +203,7 @@ class ActionRunner:
                 await self._carry_out(key, running, module)
         elif record.phase is ActionPhase.RUNNING:
             await self._carry_out(key, ctx, module)
+        return record.type
 
     def _context(self, seen: Seen, record: ActionRecord) -> base.Context:
         return base.Context(

@@ -337,3 +337,34 @@ async def test_evidence_stored_before_a_crash_is_recorded_after_it() -> None:
     assert "execute" not in log and "evidence" in log
     assert [e.ref for e in ledger.incident.status.evidence] == ["incidentops-evidence-abc"]
     assert ledger.record().phase is ActionPhase.SUCCEEDED
+
+
+@pytest.mark.looptime
+async def test_what_waited_for_the_evidence_starts_once_it_is_recorded_without_another_look() -> None:
+    inc = incident(
+        severity="P1",
+        actions=[
+            {"name": "evidence", "snapshot": {}},
+            {"name": "scale-up", "scale": {"deployment": "cart", "replicas": 6}},
+        ],
+    )
+    records = [
+        ActionRecord(name=name, type=type_, phase=ActionPhase.PENDING, key=acting.action_key("uid-1", name))
+        for name, type_ in (("evidence", ActionType.SNAPSHOT), ("scale-up", ActionType.SCALE))
+    ]
+    log: list[str] = []
+    ledger = MemoryLedger(with_status(inc, IncidentStatus(actions=records)), log=log)
+    modules = {ActionType.SNAPSHOT: Scripted(log, type=ActionType.SNAPSHOT), ActionType.SCALE: Scripted(log)}
+    runner = ActionRunner("api", ledger, clock, modules.__getitem__, operator_namespace=OPERATOR_NS)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.sleep(0)
+    runner.submit(KEY, ledger.incident)  # the only look
+    await runner.drain()
+    stop.set()
+    await task
+    phases = {r.name: r.phase for r in ledger.incident.status.actions}
+    assert phases == {"evidence": ActionPhase.SUCCEEDED, "scale-up": ActionPhase.SUCCEEDED}
+    evidence, scale = ledger.incident.status.actions
+    assert evidence.finished_at is not None and scale.started_at is not None
+    assert evidence.finished_at <= scale.started_at
