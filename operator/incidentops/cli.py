@@ -198,11 +198,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 log.warning("charts/incidentops/files/clusterrole.yaml not found: the operator runs as admin")
             examples = Path(args.examples) if args.examples else _find_project_file("examples")
             if examples and not args.no_examples:
-                for sub in ("secrets", "policies"):
+                for sub in ("secrets", "policies", "workloads"):
                     if (examples / sub).is_dir():
                         # The examples name their namespaces (the operator's is `incidentops`).
                         cluster.kubectl("apply", "-f", str(examples / sub))
-                log.info("applied the example policies from %s", examples)
+                log.info("applied the example secrets, policies and workloads from %s", examples)
             ports = {
                 name: getattr(settings, name) if getattr(args, name, None) else free_port()
                 for name in ("metrics_port", "receiver_port")
@@ -245,11 +245,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
             tmp.write_text(json.dumps(state, indent=2))
             os.replace(tmp, state_file)  # readers never see half a file
         incident = _find_project_file("examples/incidents/manual-p1.yaml")
-        try_this = f"kubectl apply -f {incident}" if incident else ""
+        # The example's rollback needs a revision to go back to: the "bad deploy" it talks about.
+        try_this = (
+            "  kubectl -n payments set image deployment/checkout web=registry.example/checkout:1.4.1\n"
+            f"  kubectl apply -f {incident}\n"
+            "  kubectl incident actions checkout-down -n payments\n"
+            if incident and not args.no_examples
+            else ""
+        )
         print(
             "\nincidentops is running on a local control plane.\n"
             f"  export KUBECONFIG={cluster.kubeconfig}\n"
-            f"  {try_this}\n"
+            f"{try_this}"
             "  kubectl get incidents -A -o wide\n"
             "Ctrl-C stops the operator and the control plane.\n",
             flush=True,
@@ -297,8 +304,10 @@ def parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run the operator on a local control plane (or USE_EXISTING_CLUSTER=true)")
     _common_operator_args(dev)
     dev.add_argument("--state-file", help="write a JSON object with kubeconfig, namespace, URLs once ready")
-    dev.add_argument("--examples", help="directory of example secrets/ and policies/ to apply (default: ./examples)")
-    dev.add_argument("--no-examples", action="store_true", help="do not apply the example policies")
+    dev.add_argument(
+        "--examples", help="directory of example secrets/, policies/ and workloads/ to apply (default: ./examples)"
+    )
+    dev.add_argument("--no-examples", action="store_true", help="do not apply the examples")
     dev.add_argument("--workdir", help="directory for the control plane's data, certificates and logs")
     dev.set_defaults(func=cmd_dev)
 

@@ -94,9 +94,16 @@ def events(cluster: controlplane.ControlPlane, namespace: str, name: str) -> lis
 def test_the_manual_p1_example_does_what_it_says(
     cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
-    first = two_revisions(cluster, namespace, "checkout")
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=service("checkout", {"app": "checkout"}))
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("maintenance-page", replicas=1))
+    # The README's steps: the example workloads, the "bad deploy", the policy, the incident.
+    workloads = [doc for doc in yaml.safe_load_all((ROOT / "examples/workloads/checkout.yaml").read_text()) if doc]
+    for doc in workloads:
+        doc["metadata"]["namespace"] = namespace
+    cluster.apply(workloads)
+    rollout(cluster, namespace, "checkout")
+    first = get_json(cluster, "replicasets", "-n", namespace, "-l", "app=checkout")["items"][0]
+    bad_deploy = "web=registry.example/checkout:1.4.1"
+    cluster.kubectl("-n", namespace, "set", "image", "deployment/checkout", bad_deploy)
+    rollout(cluster, namespace, "checkout")
     ready_pods(cluster, namespace, "app=maintenance-page", 1)
     original = get_json(cluster, "service/checkout", "-n", namespace)["spec"]
 

@@ -503,6 +503,25 @@ def _events(events: Sequence[Body], now: datetime.datetime) -> list[str]:
 # --- actions ----------------------------------------------------------------------------------------
 
 
+def _undo_text(record: Body, incident: str, now: datetime.datetime) -> str:
+    """How the change of ``record`` is undone, in the words of the person who would undo it. The keys of
+    ``undo`` are the operator's own memory of the change, not something to show."""
+    name = _text(record.get("name"))
+    if record.get("undoneAt"):
+        return f"undone {_when(record.get('undoneAt'), now)}"
+    if not record.get("undo") or record.get("dryRun"):
+        return ""
+    kind = record.get("type")
+    if kind == "rollback":
+        return "never undone: roll forward with a new deploy"
+    if kind == "quarantine":
+        return f"only by a person: kubectl incident release {incident}"
+    by_hand = f"kubectl incident undo {incident} {name}"
+    if (record.get("undo") or {}).get("onResolve") == "true":
+        return f"on resolve, or now with {by_hand}"
+    return f"with {by_hand}"
+
+
 def action_ledger(body: Body, now: datetime.datetime) -> str:
     """``kubectl incident actions``: the ledger, an action a block: phase, plan, changes, undo, message."""
     records = [r for r in (body.get("status") or {}).get("actions") or [] if isinstance(r, dict)]
@@ -530,12 +549,7 @@ def action_ledger(body: Body, now: datetime.datetime) -> str:
             details.append(("Plan", _text(r.get("plan"))))
         if r.get("message"):
             details.append(("Message", _text(r.get("message"))))
-        undo = r.get("undo") or {}
-        undo_text = ", ".join(k for k in undo if k != "onResolve")
-        if undo.get("onResolve") == "true":
-            undo_text = ("undone on resolve" + (f" ({undo_text})" if undo_text else "")).strip()
-        if r.get("undoneAt"):
-            undo_text = f"undone {_when(r.get('undoneAt'), now)}"
+        undo_text = _undo_text(r, _text(_get(body, "metadata", "name")), now)
         if undo_text:
             details.append(("Undo", undo_text))
         lines += [f"  {line}" for line in _fields(details)]

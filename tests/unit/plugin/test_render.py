@@ -238,3 +238,38 @@ def test_describe_marks_records_of_earlier_episodes() -> None:
     # the acknowledgement of episode 1 does not meet episode 2's deadline
     (line,) = [line for line in text.splitlines() if "Acknowledge by:" in line]
     assert line.endswith("2024-05-01T11:55:00Z (OVERDUE by 5m)")
+
+
+def test_the_action_ledger_says_how_each_change_is_undone_in_commands_not_keys() -> None:
+    def record(name: str, type_: str, **extra: object) -> dict[str, object]:
+        return {"name": name, "type": type_, "phase": "Succeeded", "key": "k" * 64, "origin": "spec", **extra}
+
+    body = {
+        "metadata": {"name": "checkout-down", "namespace": "payments"},
+        "status": {
+            "actions": [
+                record("rb", "rollback", undo={"deployments": "[...]"}),
+                record("mp", "maintenance", undo={"onResolve": "true", "original": "{}", "target": "x"}),
+                record("sc", "scale", undo={"replicas": "2"}),
+                record("q", "quarantine", undo={"pods": "[]"}),
+                record("dry", "maintenance", dryRun=True, undo={"onResolve": "true"}),
+                record("done", "scale", undo={"replicas": "2"}, undoneAt="2024-05-01T11:58:00Z"),
+                record("ev", "snapshot"),
+            ]
+        },
+    }
+    text = render.action_ledger(body, NOW)
+    undo = {
+        block.splitlines()[0].rstrip(":"): line.split("Undo:", 1)[1].strip()
+        for block in text.split("\n\n")[1:]
+        for line in block.splitlines()
+        if "Undo:" in line
+    }
+    assert undo == {
+        "rb": "never undone: roll forward with a new deploy",
+        "mp": "on resolve, or now with kubectl incident undo checkout-down mp",
+        "sc": "with kubectl incident undo checkout-down sc",
+        "q": "only by a person: kubectl incident release checkout-down",
+        "done": "undone 2024-05-01T11:58:00Z (2m ago)",
+    }
+    assert "original" not in text and "deployments" not in text
