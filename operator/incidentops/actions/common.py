@@ -122,11 +122,16 @@ class Ref:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any], kind: str | None = None) -> Ref:
-        meta = obj["metadata"]
-        return cls(kind or obj.get("kind", ""), meta.get("namespace", ""), meta["name"])
+        meta = obj.get("metadata") or {}
+        return cls(kind or str(obj.get("kind") or ""), str(meta.get("namespace") or ""), str(meta.get("name")))
 
     def __str__(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        """Where the object's files go in the evidence: ``Kind/namespace/name``."""
+        return f"{self.kind}/{self.namespace}/{self.name}"
 
 
 # --- reading objects ------------------------------------------------------------------------------

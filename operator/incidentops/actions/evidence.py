@@ -38,6 +38,7 @@ from typing import Any, Final
 from incidentops import kube
 from incidentops.actions import redact
 from incidentops.actions.archive import Item
+from incidentops.actions.common import Ref
 from incidentops.api.incident import Incident, SnapshotAction
 
 __all__ = [
@@ -74,27 +75,6 @@ LOG_TAIL_LINES: Final = 10_000
 
 LOG_BUDGET: Final = 16 * 1024 * 1024
 """All logs of a snapshot, at most; logs past it are noted, not read."""
-
-
-@dataclass(frozen=True, order=True)
-class Ref:
-    """An object: ``Kind namespace/name``."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def of(cls, body: Mapping[str, Any]) -> Ref:
-        meta = body.get("metadata") or {}
-        return cls(str(body.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
-
-    @property
-    def path(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
 
 
 @dataclass
