@@ -8,8 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-# Debian packages the tests talk to as real peers.
-DEBS ?= prometheus-alertmanager prometheus
+# Debian packages the tests talk to as real peers, and lua5.4, which runs the Argo CD health checks
+# (deploy/argocd/) in tests/unit/test_argocd_health.py.
+DEBS ?= prometheus-alertmanager prometheus lua5.4
 PYTEST_ARGS ?=
 
 .PHONY: install venv debs controlplane dev test lint unit e2e bench crds mutation clean
