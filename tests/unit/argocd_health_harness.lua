@@ -1,6 +1,7 @@
 -- Runs an Argo CD health check the way Argo CD does: the script is one chunk, called with the
--- global `obj` (the object as a table) and only the libraries Argo CD opens (base, table, string,
--- math: no io, no os); it returns a table with `status` and `message`.
+-- global `obj` (the object as a table); it returns a table with `status` and `message`. The chunk
+-- gets base functions and the table, string and math libraries, no io or os, so a check cannot
+-- come to need more than Argo CD's sandbox is sure to give.
 -- Usage: lua5.4 argocd_health_harness.lua HEALTH_LUA OBJECT_LUA (a file that returns the object).
 local script, object = arg[1], arg[2]
 

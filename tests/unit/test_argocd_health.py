@@ -16,7 +16,6 @@ import datetime
 import re
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -446,13 +445,20 @@ def test_the_samples_are_valid_objects() -> None:
         EscalationPolicy.model_validate(copy.deepcopy(obj))
 
 
+def _argocd_cm() -> dict[str, Any]:
+    """The argocd-cm ConfigMap of docs/gitops.md (its ```yaml block with kind ConfigMap)."""
+    docs = (ROOT / "docs" / "gitops.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", docs, flags=re.S)]
+    (configmap,) = [b for b in blocks if isinstance(b, dict) and b.get("kind") == "ConfigMap"]
+    assert configmap["metadata"]["name"] == "argocd-cm"
+    data: dict[str, Any] = configmap["data"]
+    return data
+
+
 @pytest.mark.parametrize(("kind", "script"), [("Incident", INCIDENT_LUA), ("EscalationPolicy", POLICY_LUA)])
 def test_the_docs_argocd_cm_snippet_is_the_script(kind: str, script: Path) -> None:
-    docs = (ROOT / "docs" / "gitops.md").read_text()
-    snippet = f"  resource.customizations.health.incidentops.dev_{kind}: |\n" + textwrap.indent(
-        script.read_text(), "    ", lambda line: line.strip() != ""
-    )
-    assert snippet in docs, f"docs/gitops.md's argocd-cm snippet for {kind} differs from {script.relative_to(ROOT)}"
+    key = f"resource.customizations.health.incidentops.dev_{kind}"
+    assert _argocd_cm()[key] == script.read_text(), f"docs/gitops.md's {key} differs from {script.relative_to(ROOT)}"
 
 
 # Syntax and library functions newer than Lua 5.1, which lua5.4 accepts and Argo CD's gopher-lua does not.
