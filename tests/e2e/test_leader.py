@@ -1,9 +1,10 @@
-"""High availability: two replicas, one Lease; only the leader pages, the other takes over.
+"""High availability: two replicas, one Lease; only the leader pages and acts, the other takes over.
 
-Takeover is tested two ways: the leader SIGKILLed (it never releases the
-Lease), and the API server frozen with SIGSTOP for longer than the lease (the
-leader's renewals hang: only its renew deadline gets it out, and it must stop
-leading before the standby may take over).
+Takeover is tested three ways: the leader SIGKILLed (it never releases the
+Lease) in an escalation chain, SIGKILLed in the middle of two actions, and the
+API server frozen with SIGSTOP for longer than the lease (the leader's
+renewals hang: only its renew deadline gets it out, and it must stop leading
+before the standby may take over).
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e.conftest import FAST_OPERATOR_ENV, eventually, get_json
 from tests.e2e.receivers import Receivers
+from tests.e2e.test_actions import (
+    actions_of,
+    events,
+    incident_of,
+    phase,
+    revisions,
+    settled,
+    template_without_hash,
+    two_revisions,
+)
+from tests.e2e.test_actions_workloads import ready_pods, service, workload
 from tests.e2e.test_escalation import declare, install_policy, wait_event, webhook_events
 
 
@@ -174,4 +186,96 @@ def test_a_frozen_api_server_fails_over_with_one_leader_at_a_time_and_every_page
         f"failover: thaw -> the standby leads {standby_started - thawed:.2f}s, "
         f"thaw -> its first page {during - thawed:.2f}s "
         f"(the old leader stopped {leader_stopped - frozen_at:.2f}s into the freeze)"
+    )
+
+
+def test_the_leader_killed_mid_action_and_mid_chain_the_standby_finishes_each_once(
+    cluster: controlplane.ControlPlane,
+    operator: OperatorProcess,
+    standby: OperatorProcess,
+    namespace: str,
+    operator_namespace: str,
+    receivers: Receivers,
+) -> None:
+    """SIGKILL of the leader while a rollback waits for its rollout and a maintenance switch for its
+    endpoints, with the next level of the chain still to come: the standby takes over within the lease
+    and a few seconds, finishes both actions without doing either again, and pages the next level once."""
+    first = two_revisions(cluster, namespace, "cart")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=service("cart", {"app": "cart"}))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("sorry", replicas=1))
+    ready_pods(cluster, namespace, "app=sorry", 1)
+    generation = get_json(cluster, "deployment/cart", "-n", namespace)["metadata"]["generation"]
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[
+            {"name": "on-call", "after": "0s", "notify": ["hook"]},
+            {"name": "second", "after": "15s", "notify": ["hook"]},
+        ],
+        evidence={"beforeActions": False},
+    )
+    t0 = declare(
+        cluster,
+        namespace,
+        "ha-act",
+        severity="P1",
+        actions=[
+            {"name": "rollback-cart", "rollback": {"deployment": "cart"}},
+            {"name": "sorry-page", "maintenance": {"service": "cart", "backend": {"selector": {"app": "sorry"}}}},
+        ],
+    )
+    wait_event(receivers, "ha-act", "triggered", "on-call")
+    # The nodes cordoned, the rollback's new Pods cannot be scheduled: its verify waits on the rollout
+    # (a kwok rollout is otherwise over before a poll could see it Running).
+    nodes = [n["metadata"]["name"] for n in get_json(cluster, "nodes")["items"]]
+    try:
+        for node in nodes:
+            cluster.kubectl("cordon", node)
+        eventually(
+            "the rollback Running, waiting on its rollout",
+            lambda: (
+                (ledger := actions_of(incident_of(cluster, namespace, "ha-act")))
+                and ledger.get("rollback-cart", {}).get("phase") == "Running"
+                and ledger.get("sorry-page", {}).get("phase") in ("Running", "Succeeded")
+            ),
+            timeout=60,
+        )
+        killed = time.time()
+        operator.kill()  # never releases the Lease
+        eventually("the standby leads", lambda: leadership(standby)[0], timeout=LEASE_DURATION + 10)
+    finally:
+        for node in nodes:
+            cluster.kubectl("uncordon", node)
+
+    obj = settled(cluster, namespace, "ha-act", "rollback-cart", "sorry-page")
+    finished = time.time()
+    standby_started, _ = leadership(standby)
+    assert standby_started is not None, standby.output()[-3000:]
+    assert standby_started - killed < LEASE_DURATION + 5, "the standby took over within the lease and a few seconds"
+
+    assert phase(obj, "rollback-cart") == ("Succeeded", None)
+    assert phase(obj, "sorry-page") == ("Succeeded", None)
+    deployment = get_json(cluster, "deployment/cart", "-n", namespace)
+    assert deployment["metadata"]["generation"] == generation + 1, "the rollback was written once"
+    assert revisions(cluster, namespace, "cart") == ["2", "3"]
+    assert deployment["spec"]["template"] == template_without_hash(first)
+    assert get_json(cluster, "service/cart", "-n", namespace)["spec"]["selector"] == {"app": "sorry"}
+    # The timeline is written with the ledger, so it holds each step once. Events are posted after the
+    # status write: one may be lost when the leader dies in between, never posted twice.
+    timeline = [entry["kind"] for entry in obj["status"]["timeline"]]
+    reasons = events(cluster, namespace, "ha-act")
+    for step in ("RollbackStarted", "RollbackSucceeded", "MaintenanceEntered"):
+        assert timeline.count(step) == 1, (step, timeline)
+        assert reasons.count(step) <= 1, (step, reasons)
+
+    second = wait_event(receivers, "ha-act", "escalated", "second", timeout=60)
+    assert second >= t0 + 15 - 1, "the standby kept the level's delay"
+    pages = [(e, lvl) for e, lvl, _ in webhook_events(receivers, "ha-act") if e in ("triggered", "escalated")]
+    assert pages == [("triggered", "on-call"), ("escalated", "second")], pages
+    keys = receivers.keys("webhook", incident="ha-act")
+    assert len(keys) == len(set(keys)), "no page delivered twice"
+    print(
+        f"failover: SIGKILL -> the standby leads {standby_started - killed:.2f}s, "
+        f"SIGKILL -> both actions finished {finished - killed:.2f}s (lease {LEASE_DURATION:.0f}s)"
     )
