@@ -73,6 +73,12 @@ class Look:
     recent: int = 0
     """The policy's actions of the last hour, which the plan was made with (its rate limit)."""
 
+    @property
+    def planned(self) -> Incident:
+        """The incident as this look is about to write it. A message describes that (the severity once
+        classified, the phase, the episode), not the state the look started from."""
+        return self.incident.model_copy(update={"status": self.plan.status})
+
 
 class View(Protocol):
     """How the queue sees and records incidents (the reconciler)."""
@@ -232,7 +238,7 @@ class DeliveryQueue:
                 uid=uid,
                 episode=look.plan.status.episode or 1,
                 due=due,
-                incident=look.incident,
+                incident=look.planned,
                 selection=look.selection,
                 attempts=delivery.attempts_so_far(look.incident.status, due.key),
                 checked=self._loop_time(),
@@ -346,7 +352,7 @@ class DeliveryQueue:
                 logger.info("%s: moot (%s); recorded Skipped", job.what(), moot.reason)
                 await self._report(job, Verdict(delivery.SKIPPED, f"moot: {moot.reason}"))
             return False
-        job.incident, job.selection, job.checked = look.incident, look.selection, self._loop_time()
+        job.incident, job.selection, job.checked = look.planned, look.selection, self._loop_time()
         job.wake.clear()
         return True
 

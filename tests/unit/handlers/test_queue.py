@@ -309,3 +309,17 @@ async def test_a_channel_that_keeps_failing_turns_its_policy_not_ready_until_it_
 def test_the_quick_window_leaves_the_state_within_a_second() -> None:
     assert QUICK <= 0.5
     assert datetime.timedelta(seconds=QUICK) < datetime.timedelta(seconds=1)
+
+
+async def test_the_first_page_of_a_classified_incident_carries_the_severity_it_was_paged_for(
+    harness: Harness,
+) -> None:
+    """An incident without a severity is classified in the look that sends its first page: the message
+    says the severity the look decided (and pages for), not the unset one it read."""
+    harness.policy([ON_CALL], classification={"defaultSeverity": "P1"})
+    harness.declare("unclassified", severity=None)
+    await harness.look("unclassified")
+    (page,) = await until("the first page", lambda: harness.peer.on("/hook"))
+    assert harness.incident("unclassified").status.severity == "P1"
+    sent = page.json()["incident"]
+    assert (sent["severity"], sent["phase"]) == ("P1", "Triggered"), sent
