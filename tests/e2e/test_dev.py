@@ -1,12 +1,15 @@
-"""`incidentops dev` end to end: up, usable with kubectl, and gone without orphans on SIGTERM."""
+"""`incidentops dev` end to end: up without an ERROR line, usable with kubectl, and gone without orphans on
+SIGTERM."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +18,9 @@ import yaml
 
 from incidentops.testing import build
 from tests.e2e.conftest import ROOT, eventually
+
+# A log line at ERROR, as `dev` formats them: "2026-01-01 00:00:00,000 ERROR   [logger] ...".
+ERROR_LINE = re.compile(r"^\S+ \S+ ERROR\s")
 
 
 def _pids_using(workdir: Path) -> list[int]:
@@ -45,6 +51,10 @@ def test_dev_runs_the_operator_and_stops_everything(tmp_path: Path) -> None:
         env=env,
         start_new_session=True,
     )
+    console: list[str] = []  # dev's output, as it is written
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: console.extend(line.decode(errors="replace") for line in proc.stdout))
+    reader.start()
     try:
         eventually("the state file", state.exists, timeout=120)
         info = json.loads(state.read_text())
@@ -61,6 +71,8 @@ def test_dev_runs_the_operator_and_stops_everything(tmp_path: Path) -> None:
             return lines if len(lines) == 2 and "Triggered" in lines[1] else None
 
         header, row = eventually("the operator's status in the printer columns", columns, timeout=60)
+        started = list(console)
+        assert not [line for line in started if ERROR_LINE.match(line)], "".join(started)
         assert header.split() == ["NAME", "SEVERITY", "PHASE", "LEVEL", "ACKED-BY", "AGE"]
         assert row.split()[1:3] == ["P1", "Triggered"]
         policies = subprocess.run([*kubectl, "get", "escpol", "-A"], capture_output=True, text=True, check=True)
@@ -99,7 +111,9 @@ def test_dev_runs_the_operator_and_stops_everything(tmp_path: Path) -> None:
         assert urllib.request.urlopen(info["metricsURL"], timeout=10).status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+        proc.wait(timeout=60)
+        reader.join(10)
+        output = "".join(console)
     assert proc.returncode == 0, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     deadline = time.monotonic() + 10
