@@ -1,5 +1,5 @@
-"""`incidentops dev` end to end: up without an ERROR line, usable with kubectl, and gone without orphans on
-SIGTERM."""
+"""`incidentops dev` end to end: up without an ERROR line, usable with kubectl, its pages printed in the
+console, and gone without orphans on SIGTERM."""
 
 from __future__ import annotations
 
@@ -71,6 +71,17 @@ def test_dev_runs_the_operator_and_stops_everything(tmp_path: Path) -> None:
             return lines if len(lines) == 2 and "Triggered" in lines[1] else None
 
         header, row = eventually("the operator's status in the printer columns", columns, timeout=60)
+
+        def page(channel: str) -> list[str]:
+            return [
+                line
+                for line in list(console)
+                if line.startswith(f"page  {channel}  triggered  level primary  {ns}/{name}  [P1] ")
+            ]
+
+        # The payments policy pages Slack and PagerDuty at once: the sinks print both.
+        eventually("the Slack page in dev's console", lambda: page("payments/payments-slack"), timeout=60)
+        eventually("the PagerDuty page in dev's console", lambda: page("payments/payments-pagerduty"), timeout=60)
         started = list(console)
         assert not [line for line in started if ERROR_LINE.match(line)], "".join(started)
         assert header.split() == ["NAME", "SEVERITY", "PHASE", "LEVEL", "ACKED-BY", "AGE"]
