@@ -208,6 +208,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     state_file = Path(args.state_file) if args.state_file else None
     cluster: Any = None
     sinks: Any = None
+    chain: Any = None
+    peers = contextlib.ExitStack()  # the sinks, and Alertmanager and Prometheus: stopped before the cluster
     try:
         with _sigterm_as_interrupt():
             workdir = Path(args.workdir) if args.workdir else None
@@ -227,6 +229,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             examples = Path(args.examples) if args.examples else _find_project_file("examples")
             if examples and not args.no_examples:
                 sinks = _start_sinks(quiet=args.quiet, verbose=args.verbose)
+                peers.callback(sinks.stop)
                 # The examples' channels name hosts that do not exist: dev applies copies pointed
                 # at its sinks (the files stay as people copy them). They name their namespaces.
                 docs, sinks.routes = point_at_sinks(
@@ -261,15 +264,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     **ports,
                 }
             )
+            if args.with_alertmanager:
+                from incidentops.testing.alertmanager import run_dev_chain
+
+                if not examples:
+                    raise UsageError("--with-alertmanager needs the examples (alertmanager.yml, prometheusrules/)")
+                log.info("starting Alertmanager and Prometheus with the example configuration and rules")
+                chain = peers.enter_context(
+                    run_dev_chain(
+                        Path(cluster.workdir) / "alerting",
+                        receiver_url=f"http://127.0.0.1:{settings.receiver_port}/api/v1/alerts",
+                        token_file=token_file,
+                        examples=examples,
+                    )
+                )
     except KeyboardInterrupt:
-        if sinks:
-            sinks.stop()
+        peers.close()
         if cluster:
             cluster.stop()
         return 130
+    except UsageError:
+        peers.close()
+        if cluster:
+            cluster.stop()
+        raise
     except Exception as exc:
-        if sinks:
-            sinks.stop()
+        peers.close()
         if cluster:
             cluster.stop()
         detail = getattr(exc, "stderr", None)  # kubectl's own explanation, when kubectl failed
@@ -303,11 +323,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
             if sinks and not args.quiet
             else ""
         )
+        alerting = (
+            f"Alertmanager {chain.alertmanager} and Prometheus {chain.prometheus} run the example rules\n"
+            f"on what {chain.metrics_file} holds; a failing checkout probe fires AvailabilityBelow99Percent:\n"
+            f'  echo \'probe_success{{namespace="payments",service="checkout"}} 0\' > {chain.metrics_file}\n'
+            if chain
+            else ""
+        )
         print(
             "\nincidentops is running on a local control plane.\n"
             f"  export KUBECONFIG={cluster.kubeconfig}\n"
             f"{try_this}"
             "  kubectl get incidents -A -o wide\n"
+            f"{alerting}"
             f"{pages}"
             "Ctrl-C stops the operator and the control plane.\n",
             flush=True,
@@ -316,8 +344,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         return _run_operator(settings, on_ready=ready)
     finally:
-        if sinks:
-            sinks.stop()
+        peers.close()
         cluster.stop()
         if state_file:
             with contextlib.suppress(FileNotFoundError):
@@ -363,6 +390,11 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-examples", action="store_true", help="do not apply the examples")
     dev.add_argument(
         "--quiet", action="store_true", help="do not print the messages the example channels send to the local sinks"
+    )
+    dev.add_argument(
+        "--with-alertmanager",
+        action="store_true",
+        help="also run Alertmanager and Prometheus (Debian packages) configured from the examples",
     )
     dev.add_argument("--workdir", help="directory for the control plane's data, certificates and logs")
     dev.set_defaults(func=cmd_dev)
