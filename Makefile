@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 # Debian packages the tests talk to as real peers.
 DEBS ?= prometheus-alertmanager prometheus
 PYTEST_ARGS ?=
+# Arguments of `incidentops dev`, e.g. DEV_ARGS=--with-alertmanager or DEV_ARGS=--quiet.
+DEV_ARGS ?=
 
 .PHONY: install venv debs controlplane dev test lint unit e2e bench crds mutation clean
 
@@ -39,7 +41,7 @@ controlplane: venv
 	$(PY) -m incidentops.testing.build
 
 dev: install
-	$(BIN)/incidentops dev
+	$(BIN)/incidentops dev $(DEV_ARGS)
 
 lint: venv
 	$(BIN)/ruff check operator tests
