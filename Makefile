@@ -12,6 +12,8 @@ BIN := $(VENV)/bin
 # (deploy/argocd/) in tests/unit/test_argocd_health.py.
 DEBS ?= prometheus-alertmanager prometheus lua5.4
 PYTEST_ARGS ?=
+# Arguments of `incidentops dev`, e.g. DEV_ARGS=--with-alertmanager or DEV_ARGS=--quiet.
+DEV_ARGS ?=
 
 .PHONY: install venv debs controlplane dev test lint unit e2e bench crds mutation clean
 
@@ -40,7 +42,7 @@ controlplane: venv
 	$(PY) -m incidentops.testing.build
 
 dev: install
-	$(BIN)/incidentops dev
+	$(BIN)/incidentops dev $(DEV_ARGS)
 
 lint: venv
 	$(BIN)/ruff check operator tests

@@ -2,8 +2,9 @@
 
 Where it sits: the top layer. ``run`` starts the operator (``handlers.runtime``);
 ``dev`` first brings up the local control plane of ``incidentops.testing``,
-installs the CRDs, RBAC and the example policies, and then runs the operator in
-the foreground under the chart's own ServiceAccount; ``crds`` writes the CRDs
+installs the CRDs, RBAC and the example policies (their channels pointed at the
+local sinks of ``incidentops.testing.sinks``, which print every message), and
+then runs the operator in the foreground under the chart's own ServiceAccount; ``crds`` writes the CRDs
 generated from the API models.
 """
 
@@ -170,16 +171,45 @@ def _find_project_file(relative: str) -> Path | None:
     return None
 
 
+def _load_yaml_docs(*directories: Path) -> list[dict[str, Any]]:
+    """Every document of the directories' YAML files, in file name order (as ``kubectl apply -f DIR``)."""
+    docs: list[dict[str, Any]] = []
+    for directory in directories:
+        if directory.is_dir():
+            for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".json")):
+                docs.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
+    return docs
+
+
+def _start_sinks(*, quiet: bool, verbose: bool) -> Any:
+    from incidentops.testing.sinks import Sinks, format_line
+
+    if not verbose:
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per SMTP connection
+
+    def show(message: Any) -> None:
+        if not quiet:
+            print(format_line(message), flush=True)
+
+    sinks = Sinks(show)
+    sinks.start()
+    return sinks
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from incidentops.testing import controlplane
     from incidentops.testing.controlplane import free_port
     from incidentops.testing.install import OPERATOR_SERVICE_ACCOUNT, install_crds, install_operator_rbac
+    from incidentops.testing.sinks import point_at_sinks
 
     _configure_logging(args.verbose, args.log_format)
     log = logging.getLogger("incidentops.dev")
     settings = _settings(args)
     state_file = Path(args.state_file) if args.state_file else None
     cluster: Any = None
+    sinks: Any = None
+    chain: Any = None
+    peers = contextlib.ExitStack()  # the sinks, and Alertmanager and Prometheus: stopped before the cluster
     try:
         with _sigterm_as_interrupt():
             workdir = Path(args.workdir) if args.workdir else None
@@ -198,11 +228,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 log.warning("charts/incidentops/files/clusterrole.yaml not found: the operator runs as admin")
             examples = Path(args.examples) if args.examples else _find_project_file("examples")
             if examples and not args.no_examples:
-                for sub in ("secrets", "policies", "workloads"):
-                    if (examples / sub).is_dir():
-                        # The examples name their namespaces (the operator's is `incidentops`).
-                        cluster.kubectl("apply", "-f", str(examples / sub))
+                sinks = _start_sinks(quiet=args.quiet, verbose=args.verbose)
+                peers.callback(sinks.stop)
+                # The examples' channels name hosts that do not exist: dev applies copies pointed
+                # at its sinks (the files stay as people copy them). They name their namespaces.
+                docs, sinks.routes = point_at_sinks(
+                    _load_yaml_docs(examples / "secrets", examples / "policies"), sinks.base_url, sinks.smtp_port
+                )
+                if docs:
+                    cluster.apply(docs)
+                if (examples / "workloads").is_dir():
+                    cluster.kubectl("apply", "-f", str(examples / "workloads"))
                 log.info("applied the example secrets, policies and workloads from %s", examples)
+                log.info(
+                    "the example channels send to local sinks (HTTP %s, SMTP 127.0.0.1:%d)%s",
+                    sinks.base_url,
+                    sinks.smtp_port,
+                    "" if args.quiet else "; every message is printed as a `page` line",
+                )
             ports = {
                 name: getattr(settings, name) if getattr(args, name, None) else free_port()
                 for name in ("metrics_port", "receiver_port")
@@ -221,11 +264,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     **ports,
                 }
             )
+            if args.with_alertmanager:
+                from incidentops.testing.alertmanager import run_dev_chain
+
+                if not examples:
+                    raise UsageError("--with-alertmanager needs the examples (alertmanager.yml, prometheusrules/)")
+                log.info("starting Alertmanager and Prometheus with the example configuration and rules")
+                chain = peers.enter_context(
+                    run_dev_chain(
+                        Path(cluster.workdir) / "alerting",
+                        receiver_url=f"http://127.0.0.1:{settings.receiver_port}/api/v1/alerts",
+                        token_file=token_file,
+                        examples=examples,
+                    )
+                )
     except KeyboardInterrupt:
+        peers.close()
         if cluster:
             cluster.stop()
         return 130
+    except UsageError:
+        peers.close()
+        if cluster:
+            cluster.stop()
+        raise
     except Exception as exc:
+        peers.close()
         if cluster:
             cluster.stop()
         detail = getattr(exc, "stderr", None)  # kubectl's own explanation, when kubectl failed
@@ -253,11 +317,26 @@ def cmd_dev(args: argparse.Namespace) -> int:
             if incident and not args.no_examples
             else ""
         )
+        pages = (
+            "Pages of the example policies go to local sinks; each is printed here as a line\n"
+            "  page  <namespace/channel>  <event>  level <level>  <namespace/incident>  <headline>\n"
+            if sinks and not args.quiet
+            else ""
+        )
+        alerting = (
+            f"Alertmanager {chain.alertmanager} and Prometheus {chain.prometheus} run the example rules\n"
+            f"on what {chain.metrics_file} holds; a failing checkout probe fires AvailabilityBelow99Percent:\n"
+            f'  echo \'probe_success{{namespace="payments",service="checkout"}} 0\' > {chain.metrics_file}\n'
+            if chain
+            else ""
+        )
         print(
             "\nincidentops is running on a local control plane.\n"
             f"  export KUBECONFIG={cluster.kubeconfig}\n"
             f"{try_this}"
             "  kubectl get incidents -A -o wide\n"
+            f"{alerting}"
+            f"{pages}"
             "Ctrl-C stops the operator and the control plane.\n",
             flush=True,
         )
@@ -265,6 +344,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         return _run_operator(settings, on_ready=ready)
     finally:
+        peers.close()
         cluster.stop()
         if state_file:
             with contextlib.suppress(FileNotFoundError):
@@ -308,6 +388,14 @@ def parser() -> argparse.ArgumentParser:
         "--examples", help="directory of example secrets/, policies/ and workloads/ to apply (default: ./examples)"
     )
     dev.add_argument("--no-examples", action="store_true", help="do not apply the examples")
+    dev.add_argument(
+        "--quiet", action="store_true", help="do not print the messages the example channels send to the local sinks"
+    )
+    dev.add_argument(
+        "--with-alertmanager",
+        action="store_true",
+        help="also run Alertmanager and Prometheus (Debian packages) configured from the examples",
+    )
     dev.add_argument("--workdir", help="directory for the control plane's data, certificates and logs")
     dev.set_defaults(func=cmd_dev)
 

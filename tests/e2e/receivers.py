@@ -2,7 +2,8 @@
 webhook endpoint, and an SMTP server (aiosmtpd), each keeping a ledger of what it got.
 
 They run in a thread of the test process with an event loop of their own, on
-loopback ports, and check every payload against the shape its API documents
+loopback ports (``incidentops.testing.sinks.LoopbackServers``, which ``incidentops dev``'s
+sinks run on too), and check every payload against the shape its API documents
 (``tests.unit.notify.apischemas``): a malformed payload is answered 400 and
 recorded as a problem, so a test sees it.
 
@@ -16,10 +17,7 @@ never in :attr:`Receivers.deliveries`.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import email
-import email.policy
 import json
 import math
 import threading
@@ -28,9 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiosmtpd.controller import Controller
 
-from incidentops.testing.controlplane import free_port
+from incidentops.testing.sinks import LoopbackServers, parse_email, plain_body
 from tests.unit.notify.apischemas import check_pagerduty_event, check_slack_message, check_webhook_payload
 
 
@@ -60,14 +57,13 @@ class _SmtpHandler:
         self.receivers = receivers
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        body = message.get_body(preferencelist=("plain",))
+        message = parse_email(envelope.content)
         self.receivers._record(
             Delivery(
                 kind="email",
                 path=",".join(envelope.rcpt_tos),
                 headers={k: str(v) for k, v in message.items()},
-                body=body.get_content() if body is not None else "",
+                body=plain_body(message),
                 at=time.time(),
             )
         )
@@ -83,54 +79,25 @@ class Receivers:
         # (events, seconds) per routing key, as PagerDuty enforces it; None: no limit.
         self.pagerduty_limit = pagerduty_limit
         self._pagerduty_window: dict[str, collections.deque[float]] = {}
-        self._stopping: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
+        self._servers: LoopbackServers | None = None
         self.port = 0
-        self._smtp: Controller | None = None
         self.smtp_port = 0
         self.fail_next: dict[str, int] = {}  # kind -> how many requests to answer 503
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="receivers", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the HTTP receivers did not start")
-        # aiosmtpd probes its own port after starting, so it needs a real one, not 0.
-        self.smtp_port = free_port()
-        self._smtp = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.smtp_port)
-        self._smtp.start()
-
-    def stop(self) -> None:
-        if self._smtp:
-            self._smtp.stop()
-        if self._loop and self._stopping:
-            self._loop.call_soon_threadsafe(self._stopping.set)  # hung requests end
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
-
-    def _serve(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_post("/slack/{hook:.*}", self._slack)
         app.router.add_post("/pagerduty/v2/enqueue", self._pagerduty)
         app.router.add_post("/webhook/{name}", self._webhook)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
+        self._servers = LoopbackServers(app, _SmtpHandler(self), name="receivers")
+        self._servers.start()
+        self.port, self.smtp_port = self._servers.port, self._servers.smtp_port
+
+    def stop(self) -> None:
+        if self._servers:
+            self._servers.stop()
 
     @property
     def base_url(self) -> str:
@@ -178,8 +145,9 @@ class Receivers:
         delivery.status = reply.status
         with self._lock:
             self.refused.append(delivery)
-        if reply.hang and self._stopping is not None:
-            await self._stopping.wait()
+        stopping = self._servers.stopping if self._servers else None
+        if reply.hang and stopping is not None:
+            await stopping.wait()
         return web.Response(status=reply.status, text=reply.text, headers=reply.headers)
 
     async def _receive(self, kind: str, request: web.Request, check: Any) -> tuple[Delivery, web.Response | None]:

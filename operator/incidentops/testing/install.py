@@ -8,6 +8,7 @@ tested under exactly the rights the chart grants.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,26 @@ def install_crds(cluster: Any) -> None:
     cluster.apply(crds)
     for crd in crds:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
+    for crd in crds:
+        wait_until_listed(cluster, crd)
+
+
+def wait_until_listed(cluster: Any, crd: dict[str, Any], timeout: float = 60) -> None:
+    """Poll until the API server answers a LIST of the CRD's resource, as Kopf's first one.
+
+    Established is not served: for a few hundred milliseconds after it, the new
+    resource's watch cache is still filling and the API server answers 429
+    "storage is (re)initializing", which Kopf logs at ERROR before retrying. The
+    operator must not start (and log that) before its resources are served.
+    """
+    spec = crd["spec"]
+    version = next(v["name"] for v in spec["versions"] if v.get("storage"))
+    path = f"/apis/{spec['group']}/{version}/{spec['names']['plural']}"
+    deadline = time.monotonic() + timeout
+    while cluster.kubectl("get", "--raw", path, check=False, timeout=10).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for the API server to list {path}")
+        time.sleep(0.2)
 
 
 def install_operator_rbac(cluster: Any, namespace: str, clusterrole: Path) -> Path:
