@@ -169,12 +169,16 @@ def test_dev_with_alertmanager_shows_a_firing_rule_as_a_page(tmp_path: Path) -> 
         metrics = dev.workdir / "alerting" / "metrics.prom"
         assert metrics.read_text().startswith('probe_success{namespace="payments",service="checkout"} 1')
         metrics.write_text('probe_success{namespace="payments",service="checkout"} 0\n')
-        for channel in ("incidentops/slack", "incidentops/pagerduty"):
+        # Classified P1 (the alert's severity) in the very look that pages, and the page says so.
+        headlines = {
+            "incidentops/slack": "[P1] Incident: checkout in payments: availability below 99%",
+            "incidentops/pagerduty": "[P1] checkout in payments: availability below 99%",
+        }
+        for channel, headline in headlines.items():
             eventually(
                 f"the {channel} page of the firing rule in dev's console",
-                lambda channel=channel: dev.lines(
-                    f"page  {channel}  triggered  level on-call  incidentops/availabilitybelow99percent-",
-                    "checkout in payments: availability below 99%",
+                lambda channel=channel, headline=headline: dev.lines(
+                    f"page  {channel}  triggered  level on-call  incidentops/availabilitybelow99percent-", headline
                 ),
                 timeout=90,
             )
