@@ -32,8 +32,8 @@ debs:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-# and kwok from pinned Go modules into ~/.cache/incidentops (skipped when cached).
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# kwok and helm from pinned Go modules into ~/.cache/incidentops (skipped when cached).
 controlplane: venv
 	@command -v go >/dev/null || { echo "error: Go is needed to build the control plane (https://go.dev/doc/install)"; exit 1; }
 	$(PY) -m incidentops.testing.build

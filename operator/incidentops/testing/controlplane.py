@@ -212,7 +212,7 @@ class ExistingCluster(_Cluster):
         self.kubeconfig = path
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="incidentops-cluster-"))
         found = os.environ.get("TEST_ASSET_KUBECTL") or shutil.which("kubectl")
-        self.kubectl_path = Path(found) if found else build.resolve_binaries()["kubectl"]
+        self.kubectl_path = Path(found) if found else build.resolve_binaries(names=("kubectl",))["kubectl"]
 
     def start(self, timeout: float = 60) -> None:
         self.kubectl("version", timeout=timeout)
@@ -271,7 +271,7 @@ class ControlPlane(_Cluster):
 
     def start(self, timeout: float | None = None) -> None:
         timeout = timeout or float(os.environ.get("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", "120").rstrip("s"))
-        bins = self._binaries or build.resolve_binaries()
+        bins = self._binaries or build.resolve_binaries(names=build.CONTROL_PLANE)
         self.kubectl_path = bins["kubectl"]
         try:
             self._start(bins, timeout)
