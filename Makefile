@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 DEBS ?= prometheus-alertmanager prometheus
 PYTEST_ARGS ?=
 
-.PHONY: install venv debs controlplane dev test lint unit e2e bench crds mutation clean
+.PHONY: install venv debs controlplane dev test lint unit e2e bench crds chart-docs mutation clean
 
 install: venv debs controlplane
 
@@ -58,9 +58,16 @@ test: install lint
 	mkdir -p build
 	$(BIN)/pytest --junitxml=build/test-results.xml $(PYTEST_ARGS)
 
+# The CRDs, their copy in the chart (its templates include them; a test fails when the two differ),
+# and the API reference.
 crds: venv
 	$(BIN)/incidentops crds --output crds/
+	$(BIN)/incidentops crds --output charts/incidentops/files/crds/
 	$(BIN)/incidentops crds --docs docs/api.md
+
+# The chart's README.md, from the `# --` comments of its values.yaml (a test fails when it is stale).
+chart-docs: venv
+	$(PY) -m tests.chartdocs
 
 bench: install
 	$(BIN)/python -m tests.bench
