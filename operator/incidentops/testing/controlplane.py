@@ -363,10 +363,13 @@ class ControlPlane(_Cluster):
                 f"--secure-port={cm_port}",
                 f"--cert-dir={self.workdir / 'cm-certs'}",
                 "--controllers=deployment,replicaset,garbagecollector,namespace,serviceaccount,"
-                "serviceaccount-token,endpointslice,endpoint,root-ca-cert-publisher,podgc,nodelifecycle",
+                "serviceaccount-token,endpointslice,endpoint,root-ca-cert-publisher,podgc,nodelifecycle,"
+                "disruption,clusterrole-aggregation",
                 # Each controller acts as its own ServiceAccount, as in kubeadm clusters,
                 # so RBAC is exercised as in production.
-                # nodelifecycle lifts the not-ready taint that admission puts on new nodes.
+                # nodelifecycle lifts the not-ready taint that admission puts on new nodes;
+                # disruption keeps PodDisruptionBudgets' status and clusterrole-aggregation
+                # fills aggregated ClusterRoles (the chart's view and edit roles), as in any cluster.
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={sa.key}",
                 f"--root-ca-file={ca.cert}",
