@@ -1,6 +1,7 @@
 """The chart installed with helm into the real control plane: every object accepted by the API server
 (with all its admission plugins), the pods scheduled and Ready on kwok's nodes, the generated token kept
-across an upgrade, the CRDs kept after an uninstall, and the people's roles aggregated into view and edit.
+across an upgrade, the CRDs kept after an uninstall, the people's roles aggregated into view and edit, and
+the admission policy holding `by` to the requesting user (two users, alice and bob).
 """
 
 from __future__ import annotations
@@ -168,6 +169,9 @@ def test_the_full_values_are_accepted_by_the_api_server(cluster: controlplane.Co
             str(FULL_VALUES),
             "--set",
             f"watchNamespaces={{{','.join(watched)}}}",
+            # The other tests of the session need the CRDs after this release is gone.
+            "--set",
+            "crds.keep=true",
             "--set",
             "metrics.serviceMonitor.enabled=false",
             "--set",
@@ -204,3 +208,53 @@ def test_the_full_values_are_accepted_by_the_api_server(cluster: controlplane.Co
         release.helm("uninstall", release.name, "--wait", "--timeout", "60s", check=False)
         for ns in watched:
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_the_admission_policy_refuses_acknowledging_or_approving_in_another_name(
+    cluster: controlplane.ControlPlane, release: Release, namespace: str
+) -> None:
+    release.install(
+        "--set",
+        "admissionPolicy.enabled=true",
+        "--set",
+        f"admissionPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={namespace}",
+    )
+    alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
+    for user in (alice, bob):
+        cluster.kubectl("create", "rolebinding", user, "--clusterrole=edit", f"--user={user}", "-n", namespace)
+    incident = {
+        "apiVersion": "incidentops.dev/v1alpha1",
+        "kind": "Incident",
+        "metadata": {"name": "checkout-down", "namespace": namespace},
+        "spec": {"title": "Checkout is down", "severity": "P2"},
+    }
+
+    def patch(user: str, spec: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl(
+            "patch", "incident", "checkout-down", "-n", namespace, "--type=merge", f"--as={user}",
+            "-p", json.dumps({"spec": spec}), *flags, check=False,
+        )  # fmt: skip
+
+    at = "2026-01-01T10:00:00Z"
+    cluster.kubectl("create", "-f", "-", f"--as={alice}", input=yaml.safe_dump(incident))
+    # The policy is compiled and enforced within moments of its creation: a dry run goes through admission.
+    refused = eventually(
+        "bob's acknowledgement in alice's name is refused",
+        lambda: (
+            (r := patch(bob, {"acknowledgement": {"by": alice, "at": at}}, "--dry-run=server")).returncode != 0 and r
+        ),
+    )
+    assert f"spec.acknowledgement.by must be the requesting user ({bob}), not {alice}" in refused.stderr
+    assert patch(bob, {"acknowledgement": {"by": alice, "at": at}}).returncode != 0
+    assert patch(alice, {"acknowledgement": {"by": alice, "at": at}}).returncode == 0
+    # Alice's acknowledgement stays hers when bob changes another field under his own name.
+    update = patch(bob, {"statusUpdate": {"message": "rolling back", "by": bob, "at": at}})
+    assert update.returncode == 0, update.stderr
+    forged = patch(bob, {"approvals": [{"action": "rollback", "by": alice, "at": at}]})
+    assert forged.returncode != 0
+    assert f"a new entry of spec.approvals must name the requesting user ({bob}) in by" in forged.stderr
+    own = patch(bob, {"approvals": [{"action": "rollback", "by": bob, "at": at}]})
+    assert own.returncode == 0, own.stderr
+    spec = get_json(cluster, "incident", "checkout-down", "-n", namespace)["spec"]
+    assert spec["acknowledgement"]["by"] == alice and spec["statusUpdate"]["by"] == bob
+    assert spec["approvals"] == [{"action": "rollback", "by": bob, "at": at}]

@@ -281,3 +281,26 @@ def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
     result = subprocess.run([tool("promtool"), "check", "rules", str(rules)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rule['spec']['groups'][0]['rules'])} rules found" in result.stdout
+
+
+def test_the_admission_policy_holds_every_by_of_the_spec_to_the_requesting_user() -> None:
+    assert not find(template(), "ValidatingAdmissionPolicy"), "off by default"
+    objects = template("-f", str(FULL_VALUES))
+    policy, binding = one(objects, "ValidatingAdmissionPolicy"), one(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system"]
+    # Every field of an Incident's spec where a person writes who they are, per the CRD itself.
+    crd = next(c for c in _generated_crds().values() if c["spec"]["names"]["kind"] == "Incident")
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    with_by = {
+        name
+        for name, prop in spec.items()
+        if "by" in prop.get("properties", {}) or "by" in prop.get("items", {}).get("properties", {})
+    }
+    held = {
+        m
+        for v in policy["spec"]["validations"]
+        for m in re.findall(r"object\.spec\.(\w+)\.(?:by|all)", v["expression"])
+    }
+    assert with_by == held == {"acknowledgement", "containment", "resolution", "statusUpdate", "approvals", "undo"}
