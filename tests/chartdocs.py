@@ -53,6 +53,9 @@ receivers:
 The Secret lives in the release's namespace: give Alertmanager a copy in its own (kube-prometheus-stack
 mounts the Secrets listed in `alertmanager.alertmanagerSpec.secrets` under `/etc/alertmanager/secrets/`),
 or create the token yourself in both places and name it in `receiver.token.existingSecret`.
+With `receiver.tls.enabled` the receiver serves HTTPS (a cert-manager Certificate for the Service's
+names, or `receiver.tls.existingSecret`): use `https://` and give Alertmanager the issuing CA in
+`http_config.tls_config.ca_file`.
 
 With kube-prometheus-stack, `metrics.serviceMonitor.enabled` and `metrics.prometheusRule.enabled`
 (with the `release` label its Prometheus selects) scrape the operator and alert on it.

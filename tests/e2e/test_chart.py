@@ -162,6 +162,11 @@ def test_the_full_values_are_accepted_by_the_api_server(cluster: controlplane.Co
         cluster.kubectl(
             "create", "secret", "generic", "alertmanager-token", "--from-literal=bearer=s3cret", "-n", release.namespace
         )
+        # The receiver's certificate (receiver.tls.existingSecret); kwok runs no container, so any will do.
+        cluster.kubectl(
+            "create", "secret", "generic", "receiver-tls", "--type=kubernetes.io/tls",
+            "--from-literal=tls.crt=certificate", "--from-literal=tls.key=key", "-n", release.namespace,
+        )  # fmt: skip
         # The monitoring.coreos.com CRDs are prometheus-operator's, not on this cluster: those two objects
         # are rendered and checked in tests/unit/chart; everything else goes to the API server.
         release.install(
@@ -204,6 +209,7 @@ def test_the_full_values_are_accepted_by_the_api_server(cluster: controlplane.Co
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
         assert env["INCIDENTOPS_WATCH_NAMESPACES"] == ",".join([*watched, release.namespace])
         assert json.dumps(spec["volumes"]).count("alertmanager-token") == 1
+        assert spec["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     finally:
         release.helm("uninstall", release.name, "--wait", "--timeout", "60s", check=False)
         for ns in watched:

@@ -54,3 +54,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- append .Values.watchNamespaces .Release.Namespace | uniq | join "," -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret with the receiver's certificate: the user's, or the one cert-manager issues for the chart. */}}
+{{- define "incidentops.tlsSecretName" -}}
+{{- if .Values.receiver.tls.existingSecret -}}
+{{- .Values.receiver.tls.existingSecret -}}
+{{- else if .Values.receiver.tls.certManager.issuerRef.name -}}
+{{- printf "%s-receiver-tls" (include "incidentops.fullname" .) -}}
+{{- else -}}
+{{- fail "receiver.tls.enabled needs receiver.tls.existingSecret or receiver.tls.certManager.issuerRef.name" -}}
+{{- end -}}
+{{- end -}}

@@ -97,8 +97,8 @@ def test_the_deployment_runs_two_locked_down_replicas() -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "receiver"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "receiver"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "receiver", "scheme": "HTTP"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "receiver", "scheme": "HTTP"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"receiver": Settings().receiver_port, "metrics": Settings().metrics_port}
     # The pods spread over nodes and zones, and the budget keeps one serving through a drain.
@@ -304,3 +304,38 @@ def test_the_admission_policy_holds_every_by_of_the_spec_to_the_requesting_user(
         for m in re.findall(r"object\.spec\.(\w+)\.(?:by|all)", v["expression"])
     }
     assert with_by == held == {"acknowledgement", "containment", "resolution", "statusUpdate", "approvals", "undo"}
+
+
+def _tls(objects: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """The Secret mounted as the receiver's certificate, and the probes' schemes."""
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "receiver-tls")
+    mount = next(m for m in _container(objects)["volumeMounts"] if m["name"] == "receiver-tls")
+    env = _env(objects)
+    assert env["INCIDENTOPS_TLS_CERT_FILE"] == f"{mount['mountPath']}/tls.crt"
+    assert env["INCIDENTOPS_TLS_KEY_FILE"] == f"{mount['mountPath']}/tls.key"
+    probes = _container(objects)["livenessProbe"], _container(objects)["readinessProbe"]
+    return volume["secret"]["secretName"], probes[0]["httpGet"]["scheme"], probes[1]["httpGet"]["scheme"]
+
+
+def test_tls_from_an_existing_secret_serves_the_receiver_and_its_probes_over_https() -> None:
+    objects = template("-f", str(FULL_VALUES))
+    assert _tls(objects) == ("receiver-tls", "HTTPS", "HTTPS")
+    assert not find(objects, "Certificate"), "the existing Secret is used"
+    assert "INCIDENTOPS_TLS_CERT_FILE" not in _env(template())
+
+
+def test_tls_from_cert_manager_requests_a_certificate_for_the_receiver_service() -> None:
+    objects = template(
+        "--set", "receiver.tls.enabled=true", "--set", "receiver.tls.certManager.issuerRef.name=internal-ca"
+    )
+    certificate = one(objects, "Certificate")
+    assert _tls(objects)[0] == certificate["spec"]["secretName"] == "io-receiver-tls"
+    assert certificate["spec"]["issuerRef"] == {"name": "internal-ca", "kind": "Issuer", "group": "cert-manager.io"}
+    service = one(objects, "Service", "io-receiver")["metadata"]["name"]
+    assert f"{service}.ops.svc" in certificate["spec"]["dnsNames"]
+    refused = helm("template", "io", str(CHART), "--set", "receiver.tls.enabled=true", check=False)
+    assert refused.returncode != 0
+    assert "receiver.tls.enabled needs receiver.tls.existingSecret or receiver.tls.certManager.issuerRef.name" in (
+        refused.stderr
+    )
