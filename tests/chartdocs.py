@@ -57,8 +57,11 @@ With `receiver.tls.enabled` the receiver serves HTTPS (a cert-manager Certificat
 names, or `receiver.tls.existingSecret`): use `https://` and give Alertmanager the issuing CA in
 `http_config.tls_config.ca_file`.
 
-With kube-prometheus-stack, `metrics.serviceMonitor.enabled` and `metrics.prometheusRule.enabled`
-(with the `release` label its Prometheus selects) scrape the operator and alert on it.
+With kube-prometheus-stack, `alertmanagerConfig.enabled` does this instead: an AlertmanagerConfig
+in the release's namespace that reads the token Secret there (prometheus-operator limits its route to
+alerts of that namespace unless the Alertmanager sets `alertmanagerConfigMatcherStrategy: None`), and
+`metrics.serviceMonitor.enabled` and `metrics.prometheusRule.enabled` (with the `release` label its
+Prometheus selects) scrape the operator and alert on it.
 
 ## Values
 

@@ -237,7 +237,7 @@ def test_people_get_aggregated_view_and_edit_roles_that_never_touch_status() -> 
 
 def test_the_full_values_render_every_optional_object() -> None:
     objects = template("-f", str(FULL_VALUES))
-    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy"):
+    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "AlertmanagerConfig"):
         assert len(find(objects, kind)) == 1, kind
     assert not find(objects, "Secret"), "existingSecret given"
     for o in objects:
@@ -339,3 +339,27 @@ def test_tls_from_cert_manager_requests_a_certificate_for_the_receiver_service()
     assert "receiver.tls.enabled needs receiver.tls.existingSecret or receiver.tls.certManager.issuerRef.name" in (
         refused.stderr
     )
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_the_alertmanager_config_sends_to_the_receiver_with_the_mounted_token(tls: bool) -> None:
+    objects = template("-f", str(FULL_VALUES), "--set", f"receiver.tls.enabled={str(tls).lower()}")
+    config = one(objects, "AlertmanagerConfig")
+    route, [receiver] = config["spec"]["route"], config["spec"]["receivers"]
+    assert route["receiver"] == receiver["name"]
+    assert route["groupBy"] == ["alertname", "namespace", "service"]
+    assert route["matchers"] == [{"name": "team", "value": "payments", "matchType": "="}]
+    [webhook] = receiver["webhookConfigs"]
+    service = one(objects, "Service", "io-ops-receiver")
+    scheme = "https" if tls else "http"
+    assert webhook["url"] == f"{scheme}://io-ops-receiver.ops.svc:{service['spec']['ports'][0]['port']}/api/v1/alerts"
+    # The very Secret and key the operator reads its token from.
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    token_volume = next(v for v in pod["volumes"] if v["name"] == "receiver-token")["secret"]
+    credentials = webhook["httpConfig"]["authorization"]["credentials"]
+    assert credentials == {"name": token_volume["secretName"], "key": token_volume["items"][0]["key"]}
+    if tls:
+        assert webhook["httpConfig"]["tlsConfig"]["ca"]["secret"] == {"name": "receiver-tls", "key": "ca.crt"}
+    else:
+        assert "tlsConfig" not in webhook["httpConfig"]
+    assert not find(template(), "AlertmanagerConfig"), "off by default"
