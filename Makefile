@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 DEBS ?= prometheus-alertmanager prometheus
 PYTEST_ARGS ?=
 
-.PHONY: install venv debs controlplane dev test lint unit e2e bench crds chart-docs mutation clean
+.PHONY: install venv debs controlplane dev test lint unit e2e bench crds chart-docs chart-files mutation clean
 
 install: venv debs controlplane
 
@@ -68,6 +68,10 @@ crds: venv
 # The chart's README.md, from the `# --` comments of its values.yaml (a test fails when it is stale).
 chart-docs: venv
 	$(PY) -m tests.chartdocs
+
+# The example alert rules the chart installs with metrics.prometheusRule.thresholds (a test fails on drift).
+chart-files:
+	cp examples/prometheusrules/*.yaml charts/incidentops/files/prometheusrules/
 
 bench: install
 	$(BIN)/python -m tests.bench

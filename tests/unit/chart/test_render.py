@@ -237,8 +237,9 @@ def test_people_get_aggregated_view_and_edit_roles_that_never_touch_status() -> 
 
 def test_the_full_values_render_every_optional_object() -> None:
     objects = template("-f", str(FULL_VALUES))
-    for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "AlertmanagerConfig"):
+    for kind in ("ServiceMonitor", "NetworkPolicy", "AlertmanagerConfig"):
         assert len(find(objects, kind)) == 1, kind
+    assert find(objects, "PrometheusRule", "io-ops"), "the operator's own alerts (the thresholds' too: below)"
     assert not find(objects, "Secret"), "existingSecret given"
     for o in objects:
         assert o["metadata"]["labels"]["team"] == "platform", o["metadata"]["name"]
@@ -260,7 +261,7 @@ def test_the_full_values_render_every_optional_object() -> None:
 
 
 def test_the_alert_rules_use_metrics_the_operator_exports() -> None:
-    rule = one(template("-f", str(FULL_VALUES)), "PrometheusRule")
+    rule = one(template("-f", str(FULL_VALUES)), "PrometheusRule", "io-ops")
     exported = {m.name for m in metrics.REGISTRY.collect()}
     alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"IncidentopsDown", "IncidentopsNotificationsFailing", "IncidentopsSchedulerLate"} <= alerts.keys()
@@ -272,7 +273,7 @@ def test_the_alert_rules_use_metrics_the_operator_exports() -> None:
 
 
 def test_the_alert_rules_pass_promtool(tmp_path: Path) -> None:
-    rule = one(template("-f", str(FULL_VALUES)), "PrometheusRule")
+    rule = one(template("-f", str(FULL_VALUES)), "PrometheusRule", "io-ops")
     for entry in (r for g in rule["spec"]["groups"] for r in g["rules"]):
         assert entry["labels"]["severity"] in {"critical", "warning"}, entry["alert"]
         assert entry["annotations"]["summary"] and entry["annotations"]["description"], entry["alert"]
@@ -363,3 +364,18 @@ def test_the_alertmanager_config_sends_to_the_receiver_with_the_mounted_token(tl
     else:
         assert "tlsConfig" not in webhook["httpConfig"]
     assert not find(template(), "AlertmanagerConfig"), "off by default"
+
+
+def test_the_threshold_rules_are_the_examples_and_install_with_the_operator_rules() -> None:
+    source = {p.name: p.read_bytes() for p in (ROOT / "examples" / "prometheusrules").glob("*.yaml")}
+    copy = {p.name: p.read_bytes() for p in (CHART / "files" / "prometheusrules").glob("*.yaml")}
+    assert copy == source, "charts/incidentops/files/prometheusrules/ differs from the examples: `make chart-files`"
+    rules = {r["metadata"]["name"]: r for r in find(template("-f", str(FULL_VALUES)), "PrometheusRule")}
+    for name, text in source.items():
+        example = yaml.safe_load(text)
+        rendered = rules[f"io-ops-{name.removesuffix('.yaml')}"]
+        assert rendered["spec"] == example["spec"], name
+        assert rendered["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert len(rules) == len(source) + 1
+    off = template("-f", str(FULL_VALUES), "--set", "metrics.prometheusRule.thresholds=false")
+    assert [r["metadata"]["name"] for r in find(off, "PrometheusRule")] == ["io-ops"]
