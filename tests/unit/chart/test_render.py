@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -379,3 +380,29 @@ def test_the_threshold_rules_are_the_examples_and_install_with_the_operator_rule
     assert len(rules) == len(source) + 1
     off = template("-f", str(FULL_VALUES), "--set", "metrics.prometheusRule.thresholds=false")
     assert [r["metadata"]["name"] for r in find(off, "PrometheusRule")] == ["io-ops"]
+
+
+def test_the_dashboard_queries_are_promql_over_metrics_the_operator_exports(tmp_path: Path) -> None:
+    assert not find(template(), "ConfigMap"), "off by default"
+    configmap = one(template("-f", str(FULL_VALUES)), "ConfigMap", "io-ops-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["incidentops.json"])
+    exported = {m.name for m in metrics.REGISTRY.collect()}
+    targets = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    used = set()
+    for title, expr in targets:
+        names = re.findall(r"\bincidentops_[a-z_]+", expr)
+        assert names, title
+        for name in names:
+            used.add(re.sub(r"_(total|bucket|count|sum)$", "", name))
+    assert used <= exported, f"the dashboard queries metrics incidentops does not export: {used - exported}"
+    assert exported - used == set(), f"metrics without a panel: {exported - used}"
+    # promtool parses each query (Grafana's variables replaced by what they stand for).
+    rules = {"groups": [{"name": "dashboard", "rules": []}]}
+    for i, (_, expr) in enumerate(targets):
+        promql = expr.replace("$__rate_interval", "5m").replace("$job", ".*")
+        rules["groups"][0]["rules"].append({"record": f"dashboard:query{i}", "expr": promql})
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
