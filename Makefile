@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # Arguments of `incidentops dev`, e.g. DEV_ARGS=--with-alertmanager or DEV_ARGS=--quiet.
 DEV_ARGS ?=
 
-.PHONY: install venv debs controlplane dev test lint unit e2e bench crds mutation clean
+.PHONY: install venv debs controlplane dev test lint unit e2e bench crds chart-docs chart-files mutation clean
 
 install: venv debs controlplane
 
@@ -35,8 +35,8 @@ debs:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-# and kwok from pinned Go modules into ~/.cache/incidentops (skipped when cached).
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# kwok and helm from pinned Go modules into ~/.cache/incidentops (skipped when cached).
 controlplane: venv
 	@command -v go >/dev/null || { echo "error: Go is needed to build the control plane (https://go.dev/doc/install)"; exit 1; }
 	$(PY) -m incidentops.testing.build
@@ -61,9 +61,20 @@ test: install lint
 	mkdir -p build
 	$(BIN)/pytest --junitxml=build/test-results.xml $(PYTEST_ARGS)
 
+# The CRDs, their copy in the chart (its templates include them; a test fails when the two differ),
+# and the API reference.
 crds: venv
 	$(BIN)/incidentops crds --output crds/
+	$(BIN)/incidentops crds --output charts/incidentops/files/crds/
 	$(BIN)/incidentops crds --docs docs/api.md
+
+# The chart's README.md, from the `# --` comments of its values.yaml (a test fails when it is stale).
+chart-docs: venv
+	$(PY) -m tests.chartdocs
+
+# The example alert rules the chart installs with metrics.prometheusRule.thresholds (a test fails on drift).
+chart-files:
+	cp examples/prometheusrules/*.yaml charts/incidentops/files/prometheusrules/
 
 bench: install
 	$(BIN)/python -m tests.bench

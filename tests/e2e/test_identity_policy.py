@@ -87,7 +87,7 @@ def test_each_person_writes_in_their_own_name_only(
     eventually(
         "the policy to be enforced",
         lambda: (
-            "must be you"
+            "must be the requesting user"
             in as_(alice_kc, cluster, "create", "--dry-run=server", "-f", "-", input=json.dumps(forged)).stderr
         ),
         timeout=60,
@@ -97,7 +97,10 @@ def test_each_person_writes_in_their_own_name_only(
     refused = as_(
         alice_kc, cluster, "create", "-f", "-", input=json.dumps(incident(namespace, "db", acknowledgement=record(bob)))
     )
-    assert refused.returncode != 0 and f"spec.acknowledgement.by must be you ({alice}), not {bob}" in refused.stderr
+    assert (
+        refused.returncode != 0
+        and f"spec.acknowledgement.by must be the requesting user ({alice}), not {bob}" in refused.stderr
+    )
     created = as_(
         alice_kc,
         cluster,
@@ -111,13 +114,15 @@ def test_each_person_writes_in_their_own_name_only(
     # bob cannot acknowledge again as alice, nor rewrite alice's record; he resolves as himself, and
     # alice's acknowledgement, unchanged, stands.
     spoof = patch(cluster, bob_kc, namespace, "db", {"acknowledgement": record(alice, "2026-12-01T10:05:00Z")})
-    assert spoof.returncode != 0 and f"must be you ({bob}), not {alice}" in spoof.stderr
+    assert spoof.returncode != 0 and f"must be the requesting user ({bob}), not {alice}" in spoof.stderr
     resolved = patch(cluster, bob_kc, namespace, "db", {"resolution": record(bob, summary="restarted the primary")})
     assert resolved.returncode == 0, resolved.stderr
     for field, who in (("containment", alice), ("statusUpdate", alice)):
         extra = {"message": "x"} if field == "statusUpdate" else {}
         refused = patch(cluster, bob_kc, namespace, "db", {field: record(who, **extra)})
-        assert refused.returncode != 0 and f"spec.{field}.by must be you ({bob})" in refused.stderr, field
+        assert refused.returncode != 0 and f"spec.{field}.by must be the requesting user ({bob})" in refused.stderr, (
+            field
+        )
     spec = get_json(cluster, "incident", "db", "-n", namespace)["spec"]
     assert spec["acknowledgement"]["by"] == alice and spec["resolution"]["by"] == bob
     assert "containment" not in spec and "statusUpdate" not in spec
@@ -131,7 +136,7 @@ def test_approvals_and_undo_are_in_ones_own_name_and_approved_true_only_at_creat
     body = incident(namespace, "web", actions=actions)
     eventually(
         "the policy to be enforced",
-        lambda: "must be by you" in as_(
+        lambda: "must name the requesting user" in as_(
             bob_kc, cluster, "create", "--dry-run=server", "-f", "-",
             input=json.dumps(incident(namespace, "probe", approvals=[{"action": "x", **record(alice)}])),
         ).stderr,
@@ -141,7 +146,10 @@ def test_approvals_and_undo_are_in_ones_own_name_and_approved_true_only_at_creat
     assert created.returncode == 0, created.stderr
 
     forged = patch(cluster, bob_kc, namespace, "web", {"approvals": [{"action": "scale-up", **record(alice)}]})
-    assert forged.returncode != 0 and f"a new entry of spec.approvals must be by you ({bob})" in forged.stderr
+    assert (
+        forged.returncode != 0
+        and f"a new entry of spec.approvals must name the requesting user ({bob}) in by" in forged.stderr
+    )
     own = patch(cluster, bob_kc, namespace, "web", {"approvals": [{"action": "scale-up", **record(bob)}]})
     assert own.returncode == 0, own.stderr
     # alice adds hers; bob's, carried over as it was, stands.
@@ -149,7 +157,10 @@ def test_approvals_and_undo_are_in_ones_own_name_and_approved_true_only_at_creat
     assert patch(cluster, alice_kc, namespace, "web", {"approvals": both}).returncode == 0
 
     undo = patch(cluster, alice_kc, namespace, "web", {"undo": [{"action": "scale-up", **record(bob)}]})
-    assert undo.returncode != 0 and f"a new entry of spec.undo must be by you ({alice})" in undo.stderr
+    assert (
+        undo.returncode != 0
+        and f"a new entry of spec.undo must name the requesting user ({alice}) in by" in undo.stderr
+    )
 
     approved = patch(cluster, alice_kc, namespace, "web", {"actions": [{**actions[0], "approved": True}]})
     assert approved.returncode != 0 and "kubectl incident approve" in approved.stderr

@@ -7,7 +7,7 @@ test run does not pay for the build.
 
 There is no Docker engine on our machines, so kind cannot run; the binaries come
 from the published Go modules at the releases pinned in ``gomod/*/go.mod``. Each
-wrapper module is built on its own so etcd's, kwok's and Kubernetes' dependency
+wrapper module is built on its own so etcd's, kwok's, Kubernetes' and helm's dependency
 versions never have to agree. The result is cached outside the clone, keyed by
 the module files (releases and go.sum), the Go version and the link flags; a
 cached build is reused as is.
@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -56,7 +56,12 @@ COMPONENTS: tuple[Component, ...] = (
     Component("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", "TEST_ASSET_KUBE_SCHEDULER"),
     Component("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", "TEST_ASSET_KUBECTL"),
     Component("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok", "TEST_ASSET_KWOK"),
+    # Not part of the control plane: the chart's tests lint, render and install with it.
+    Component("helm", "helm", "helm.sh/helm/v3/cmd/helm", "TEST_ASSET_HELM"),
 )
+
+# What a ControlPlane starts; helm is resolved only by those who ask for it.
+CONTROL_PLANE: tuple[str, ...] = tuple(c.name for c in COMPONENTS if c.module != "helm")
 
 # The module each wrapper pins; its version goes into the link flags so that
 # `/version` and `--version` tell the truth instead of v0.0.0.
@@ -64,6 +69,7 @@ _PINNED = {
     "kubernetes": "k8s.io/kubernetes",
     "etcd": "go.etcd.io/etcd/server/v3",
     "kwok": "sigs.k8s.io/kwok",
+    "helm": "helm.sh/helm/v3",
 }
 
 
@@ -83,11 +89,13 @@ def module_dir(module: str) -> Path:
     return Path(str(resources.files("incidentops.testing").joinpath("gomod", module)))
 
 
-def pinned_version(module: str) -> str:
+def pinned_version(module: str, path: str | None = None) -> str:
+    """The version of ``path`` (default: the module the wrapper pins) in the wrapper's go.mod."""
+    path = path or _PINNED[module]
     text = (module_dir(module) / "go.mod").read_text()
-    match = re.search(rf"^(?:require)?\s+{re.escape(_PINNED[module])}\s+(v\S+)", text, re.MULTILINE)
+    match = re.search(rf"^(?:require)?\s+{re.escape(path)}\s+(v\S+)", text, re.MULTILINE)
     if not match:
-        raise BuildError(f"gomod/{module}/go.mod does not require {_PINNED[module]}")
+        raise BuildError(f"gomod/{module}/go.mod does not require {path}")
     return match.group(1)
 
 
@@ -117,6 +125,19 @@ def ldflags(module: str) -> str:
             ]
     elif module == "etcd":
         flags.append(f"-X go.etcd.io/etcd/api/v3/version.GitSHA={version}")
+    elif module == "helm":
+        # As helm's own Makefile does: without these, `helm version` says v3.x without the patch, and
+        # lint and template believe the cluster is Kubernetes v1.20 (the compiled-in default), so a
+        # chart with `kubeVersion: >=1.30` fails there. The Kubernetes version is the client-go one
+        # helm is built with (v0.34.x is Kubernetes 1.34).
+        client_go = pinned_version("helm", "k8s.io/client-go").lstrip("v").split(".")
+        k8s_major, k8s_minor = str(int(client_go[0]) + 1), client_go[1]
+        flags += [
+            f"-X helm.sh/helm/v3/internal/version.version={version}",
+            "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        ]
+        for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+            flags += [f"-X {pkg}.k8sVersionMajor={k8s_major}", f"-X {pkg}.k8sVersionMinor={k8s_minor}"]
     return " ".join(flags)
 
 
@@ -179,14 +200,21 @@ def build_module(module: str, *, go: str = "go", log: bool = True) -> Path:
 
 
 def resolve_binaries(
-    environ: Mapping[str, str] | None = None, *, build: bool = True, go: str = "go"
+    environ: Mapping[str, str] | None = None,
+    *,
+    build: bool = True,
+    go: str = "go",
+    names: Iterable[str] | None = None,
 ) -> dict[str, Path]:
-    """The path of every control-plane binary: brought by the user, or built and cached."""
+    """The path of every binary named (default: all): brought by the user, or built and cached."""
     environ = os.environ if environ is None else environ
+    wanted = set(names) if names is not None else {c.name for c in COMPONENTS}
     paths: dict[str, Path] = {}
     missing: list[Component] = []
     assets = environ.get("KUBEBUILDER_ASSETS")
     for c in COMPONENTS:
+        if c.name not in wanted:
+            continue
         if explicit := environ.get(c.env):
             if not Path(explicit).is_file():
                 raise BuildError(f"{c.env}={explicit} is not a file")
@@ -207,6 +235,11 @@ def resolve_binaries(
             if c.module == module:
                 paths[c.name] = bindir / c.name
     return paths
+
+
+def helm(*, build: bool = True) -> Path:
+    """The helm binary the chart's tests use: TEST_ASSET_HELM, KUBEBUILDER_ASSETS/helm, or the cached build."""
+    return resolve_binaries(build=build, names=("helm",))["helm"]
 
 
 def main(argv: list[str] | None = None) -> int:

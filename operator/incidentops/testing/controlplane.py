@@ -212,7 +212,7 @@ class ExistingCluster(_Cluster):
         self.kubeconfig = path
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="incidentops-cluster-"))
         found = os.environ.get("TEST_ASSET_KUBECTL") or shutil.which("kubectl")
-        self.kubectl_path = Path(found) if found else build.resolve_binaries()["kubectl"]
+        self.kubectl_path = Path(found) if found else build.resolve_binaries(names=("kubectl",))["kubectl"]
 
     def start(self, timeout: float = 60) -> None:
         self.kubectl("version", timeout=timeout)
@@ -271,7 +271,7 @@ class ControlPlane(_Cluster):
 
     def start(self, timeout: float | None = None) -> None:
         timeout = timeout or float(os.environ.get("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT", "120").rstrip("s"))
-        bins = self._binaries or build.resolve_binaries()
+        bins = self._binaries or build.resolve_binaries(names=build.CONTROL_PLANE)
         self.kubectl_path = bins["kubectl"]
         try:
             self._start(bins, timeout)
@@ -363,10 +363,13 @@ class ControlPlane(_Cluster):
                 f"--secure-port={cm_port}",
                 f"--cert-dir={self.workdir / 'cm-certs'}",
                 "--controllers=deployment,replicaset,garbagecollector,namespace,serviceaccount,"
-                "serviceaccount-token,endpointslice,endpoint,root-ca-cert-publisher,podgc,nodelifecycle",
+                "serviceaccount-token,endpointslice,endpoint,root-ca-cert-publisher,podgc,nodelifecycle,"
+                "disruption,clusterrole-aggregation",
                 # Each controller acts as its own ServiceAccount, as in kubeadm clusters,
                 # so RBAC is exercised as in production.
-                # nodelifecycle lifts the not-ready taint that admission puts on new nodes.
+                # nodelifecycle lifts the not-ready taint that admission puts on new nodes;
+                # disruption keeps PodDisruptionBudgets' status and clusterrole-aggregation
+                # fills aggregated ClusterRoles (the chart's view and edit roles), as in any cluster.
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={sa.key}",
                 f"--root-ca-file={ca.cert}",

@@ -70,3 +70,28 @@ def test_the_pins_are_real_releases() -> None:
 def test_version_link_flags_replace_the_placeholder_version() -> None:
     flags = build.ldflags("kubernetes")
     assert f"k8s.io/component-base/version.gitVersion={build.pinned_version('kubernetes')}" in flags
+
+
+def test_helm_is_pinned_and_told_the_kubernetes_version_it_is_built_with() -> None:
+    version = build.pinned_version("helm")
+    assert version.startswith("v3.")
+    flags = build.ldflags("helm")
+    assert f"-X helm.sh/helm/v3/internal/version.version={version}" in flags
+    # client-go v0.N.x is Kubernetes 1.N; without these helm assumes v1.20.
+    minor = build.pinned_version("helm", "k8s.io/client-go").split(".")[1]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        assert f"-X {pkg}.k8sVersionMajor=1 " in flags + " "
+        assert f"-X {pkg}.k8sVersionMinor={minor}" in flags
+    assert int(minor) >= 30
+
+
+def test_the_control_plane_does_not_ask_for_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INCIDENTOPS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    go = _fake_go(tmp_path, "go1.99.0")
+    assets = _assets(tmp_path)
+    (assets / "helm").unlink()
+    env = {"KUBEBUILDER_ASSETS": str(assets)}
+    paths = build.resolve_binaries(env, build=False, go=go, names=build.CONTROL_PLANE)
+    assert set(paths) == {c.name for c in build.COMPONENTS} - {"helm"}
+    with pytest.raises(build.BuildError, match="helm binaries are not built"):
+        build.resolve_binaries(env, build=False, go=go)
