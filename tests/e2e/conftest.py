@@ -10,6 +10,7 @@ Each test works in a namespace of its own.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +33,11 @@ FAST_OPERATOR_ENV = {
     "INCIDENTOPS_LEASE_RETRY_PERIOD_SECONDS": "1",
     "INCIDENTOPS_DELIVERY_INITIAL_DELAY_SECONDS": "0.2",
 }
-CLUSTERROLE = ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml"
+# The chart's ClusterRole (and role.yaml beside it); test_rbac_minimal points this at copies with one
+# right taken away, to show the scenario that needs it fail.
+CLUSTERROLE = Path(
+    os.environ.get("INCIDENTOPS_E2E_CLUSTERROLE") or ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml"
+)
 
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
