@@ -21,17 +21,7 @@ from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e.conftest import FAST_OPERATOR_ENV, eventually, get_json
 from tests.e2e.receivers import Receivers
-from tests.e2e.test_actions import (
-    actions_of,
-    events,
-    incident_of,
-    phase,
-    revisions,
-    settled,
-    template_without_hash,
-    two_revisions,
-)
-from tests.e2e.test_actions_workloads import ready_pods, service, workload
+from tests.e2e.test_actions import cart_and_a_sorry_page, each_done_once, killed_mid_rollback, settled
 from tests.e2e.test_escalation import declare, install_policy, wait_event, webhook_events
 
 
@@ -200,11 +190,7 @@ def test_the_leader_killed_mid_action_and_mid_chain_the_standby_finishes_each_on
     """SIGKILL of the leader while a rollback waits for its rollout and a maintenance switch for its
     endpoints, with the next level of the chain still to come: the standby takes over within the lease
     and a few seconds, finishes both actions without doing either again, and pages the next level once."""
-    first = two_revisions(cluster, namespace, "cart")
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=service("cart", {"app": "cart"}))
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("sorry", replicas=1))
-    ready_pods(cluster, namespace, "app=sorry", 1)
-    generation = get_json(cluster, "deployment/cart", "-n", namespace)["metadata"]["generation"]
+    first, generation = cart_and_a_sorry_page(cluster, namespace)
     install_policy(
         cluster,
         namespace,
@@ -226,27 +212,15 @@ def test_the_leader_killed_mid_action_and_mid_chain_the_standby_finishes_each_on
         ],
     )
     wait_event(receivers, "ha-act", "triggered", "on-call")
-    # The nodes cordoned, the rollback's new Pods cannot be scheduled: its verify waits on the rollout
-    # (a kwok rollout is otherwise over before a poll could see it Running).
-    nodes = [n["metadata"]["name"] for n in get_json(cluster, "nodes")["items"]]
-    try:
-        for node in nodes:
-            cluster.kubectl("cordon", node)
-        eventually(
-            "the rollback Running, waiting on its rollout",
-            lambda: (
-                (ledger := actions_of(incident_of(cluster, namespace, "ha-act")))
-                and ledger.get("rollback-cart", {}).get("phase") == "Running"
-                and ledger.get("sorry-page", {}).get("phase") in ("Running", "Succeeded")
-            ),
-            timeout=60,
-        )
+    killed = 0.0
+
+    def kill_the_leader() -> None:
+        nonlocal killed
         killed = time.time()
         operator.kill()  # never releases the Lease
         eventually("the standby leads", lambda: leadership(standby)[0], timeout=LEASE_DURATION + 10)
-    finally:
-        for node in nodes:
-            cluster.kubectl("uncordon", node)
+
+    killed_mid_rollback(cluster, namespace, "ha-act", kill_the_leader)
 
     obj = settled(cluster, namespace, "ha-act", "rollback-cart", "sorry-page")
     finished = time.time()
@@ -254,20 +228,7 @@ def test_the_leader_killed_mid_action_and_mid_chain_the_standby_finishes_each_on
     assert standby_started is not None, standby.output()[-3000:]
     assert standby_started - killed < LEASE_DURATION + 5, "the standby took over within the lease and a few seconds"
 
-    assert phase(obj, "rollback-cart") == ("Succeeded", None)
-    assert phase(obj, "sorry-page") == ("Succeeded", None)
-    deployment = get_json(cluster, "deployment/cart", "-n", namespace)
-    assert deployment["metadata"]["generation"] == generation + 1, "the rollback was written once"
-    assert revisions(cluster, namespace, "cart") == ["2", "3"]
-    assert deployment["spec"]["template"] == template_without_hash(first)
-    assert get_json(cluster, "service/cart", "-n", namespace)["spec"]["selector"] == {"app": "sorry"}
-    # The timeline is written with the ledger, so it holds each step once. Events are posted after the
-    # status write: one may be lost when the leader dies in between, never posted twice.
-    timeline = [entry["kind"] for entry in obj["status"]["timeline"]]
-    reasons = events(cluster, namespace, "ha-act")
-    for step in ("RollbackStarted", "RollbackSucceeded", "MaintenanceEntered"):
-        assert timeline.count(step) == 1, (step, timeline)
-        assert reasons.count(step) <= 1, (step, reasons)
+    each_done_once(cluster, namespace, obj, first, generation)
 
     second = wait_event(receivers, "ha-act", "escalated", "second", timeout=60)
     assert second >= t0 + 15 - 1, "the standby kept the level's delay"
