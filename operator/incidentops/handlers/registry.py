@@ -67,13 +67,20 @@ def build(
     @kopf.on.delete(GROUP, VERSION, kube.INCIDENTS.plural, when=awaits_undo, registry=registry)
     async def incident_deleted(body: kopf.Body, **_: Any) -> None:
         key = (body.metadata.namespace or "", body.metadata.name or "")
-        seen = await reconciler.seen(key)
-        if seen is None:
-            return
         try:
+            seen = await reconciler.seen(key)
+            if seen is None:
+                return
             await reconciler.actions.undo_for_deletion(key, seen)
         except UndoFailed as exc:
             raise kopf.TemporaryError(f"undoing before the incident goes: {exc}", delay=10) from exc
+        except Exception as exc:
+            # An API answer (a 5xx, a 403 from a namespace being torn down, a time-out) is tried again
+            # like any other, with its message and without a traceback; anything else is a bug, which
+            # Kopf retries and logs with its traceback.
+            if kube.error_kind(exc) is kube.ErrorKind.OTHER:
+                raise
+            raise kopf.TemporaryError(f"undoing before the incident goes: {kube.describe(exc)}", delay=10) from exc
 
     @kopf.on.resume(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
     @kopf.on.create(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
