@@ -413,9 +413,11 @@ def test_every_due_page_goes_out_at_its_time_once(
         sent[key] = int((t - at()).total_seconds())
         episode = max(episode, key[0])
     assert sent == expected_pages(p, severity, script, HORIZON, looks)
-    # The operator learns of a new episode at most two minutes after the group fired again (the lag).
+    # The operator learns of a new episode at most two minutes after the group fired again (the lag);
+    # an episode that starts within the lag of the simulation's end may have its look after it.
     for ep in oracle_episodes(script, HORIZON)[1:]:
-        assert min(t for t in looks if t >= ep.start) <= ep.start + 120
+        if ep.start + 120 <= HORIZON:
+            assert min(t for t in looks if t >= ep.start) <= ep.start + 120
 
 
 def episode_of(sim: Simulation, t: datetime.datetime, due: Any) -> int:
