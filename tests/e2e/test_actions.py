@@ -22,7 +22,7 @@ from incidentops.testing.operator import OperatorProcess
 from tests.e2e.conftest import eventually, get_json
 from tests.e2e.receivers import Receivers
 from tests.e2e.test_actions_workloads import deployed, endpoint_pods, ready_pods, rollout, service, workload
-from tests.e2e.test_escalation import install_policy, plugin, wait_event
+from tests.e2e.test_escalation import declare, install_policy, plugin, wait_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,16 +66,6 @@ def two_revisions(cluster: controlplane.ControlPlane, namespace: str, name: str)
 def revisions(cluster: controlplane.ControlPlane, namespace: str, name: str) -> list[str]:
     items = get_json(cluster, "replicasets", "-n", namespace, "-l", f"app={name}")["items"]
     return sorted(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in items)
-
-
-def declare(cluster: controlplane.ControlPlane, namespace: str, name: str, **spec: Any) -> None:
-    body = {
-        "apiVersion": "incidentops.dev/v1alpha1",
-        "kind": "Incident",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"title": f"{name} is failing", "escalationPolicyRef": {"name": "paging"}, **spec},
-    }
-    cluster.apply(body)
 
 
 def template_without_hash(replica_set: dict[str, Any]) -> dict[str, Any]:
