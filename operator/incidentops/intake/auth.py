@@ -40,10 +40,16 @@ class AuthResult(enum.Enum):
 
 
 class TokenFile:
-    """One token file, read again whenever its (device, inode, size, mtime) changes."""
+    """One token file, read again whenever its (device, inode, size, mtime) changes.
 
-    def __init__(self, path: Path) -> None:
+    ``expected``: whether a missing or empty file is worth a warning. The current token's is; the
+    previous token's is missing or empty whenever no rotation is under way, the normal case. An
+    unreadable or oversized file is always worth one.
+    """
+
+    def __init__(self, path: Path, *, expected: bool = True) -> None:
         self.path = path
+        self.expected = expected
         self._signature: tuple[int, int, int, int] | None = None
         self._token: bytes | None = None
         self._complained = False
@@ -53,7 +59,8 @@ class TokenFile:
         try:
             st = os.stat(self.path)  # follows the Secret volume's ..data symlink
         except OSError as exc:
-            self._forget(f"cannot read token file {self.path}: {exc.strerror}")
+            absent = isinstance(exc, FileNotFoundError)
+            self._forget(f"cannot read token file {self.path}: {exc.strerror}", normal=absent and not self.expected)
             return None
         signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if signature != self._signature:
@@ -71,12 +78,12 @@ class TokenFile:
             self._signature = signature
             self._token = token or None
             self._complained = False
-            if not token:
+            if not token and self.expected:
                 logger.warning("token file %s is empty", self.path)
         return self._token
 
-    def _forget(self, why: str) -> None:
-        if not self._complained:
+    def _forget(self, why: str, *, normal: bool = False) -> None:
+        if not self._complained and not normal:
             logger.warning("%s", why)
             self._complained = True
         self._signature = None
@@ -87,7 +94,9 @@ class Tokens:
     """The accepted bearer tokens: the current one and, during a rotation, the previous one."""
 
     def __init__(self, current: Path | None, previous: Path | None = None) -> None:
-        self.files = [TokenFile(p) for p in (current, previous) if p is not None]
+        self.files = [TokenFile(current)] if current is not None else []
+        if previous is not None:
+            self.files.append(TokenFile(previous, expected=False))
 
     @property
     def configured(self) -> bool:

@@ -153,6 +153,28 @@ def test_an_existing_token_secret_is_used_and_none_is_generated() -> None:
     assert _env(objects)["INCIDENTOPS_TOKEN_FILE"] == "/etc/incidentops/receiver/bearer"
 
 
+def test_a_rotation_mounts_the_previous_key_optionally_and_the_current_key_required() -> None:
+    objects = template()
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    assert volumes["receiver-previous-token"] == {
+        "secretName": "io-receiver-token",
+        "optional": True,
+        "items": [{"key": "previous", "path": "previous"}],
+    }
+    assert not volumes["receiver-token"].get("optional"), "without the current token the pod must not start"
+    mounts = {m["name"]: m for m in _container(objects)["volumeMounts"]}
+    previous = Path(_env(objects)["INCIDENTOPS_PREVIOUS_TOKEN_FILE"])
+    assert previous == Path(mounts["receiver-previous-token"]["mountPath"]) / "previous"
+    assert mounts["receiver-previous-token"]["readOnly"] is True
+    assert previous.parent != Path(_env(objects)["INCIDENTOPS_TOKEN_FILE"]).parent
+
+    none = template("--set", "receiver.token.previousKey=")
+    assert "INCIDENTOPS_PREVIOUS_TOKEN_FILE" not in _env(none)
+    volumes_without = one(none, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert "receiver-previous-token" not in {v["name"] for v in volumes_without}
+
+
 def test_the_services_select_the_operator_pods_by_port_name() -> None:
     objects = template()
     selector = one(objects, "Deployment")["spec"]["selector"]["matchLabels"]

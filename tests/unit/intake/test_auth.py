@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -104,3 +105,32 @@ def test_unchanged_files_are_not_read_again(files: tuple[Path, Path], monkeypatc
 
 def test_no_files_means_not_configured() -> None:
     assert not Tokens(None, None).configured
+
+
+def test_a_missing_or_empty_previous_file_is_the_normal_case_and_not_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(tmp_path / "token", "s3cret")
+    tokens = Tokens(tmp_path / "token", tmp_path / "previous")
+    with caplog.at_level(logging.DEBUG, logger="incidentops.intake"):
+        assert tokens.check("Bearer s3cret") is AuthResult.OK
+        write(tmp_path / "previous", "")
+        assert tokens.check("Bearer s3cret") is AuthResult.OK
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_a_missing_current_file_is_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tokens = Tokens(tmp_path / "token", tmp_path / "previous")
+    with caplog.at_level(logging.WARNING, logger="incidentops.intake"):
+        for _ in range(3):
+            assert tokens.check("Bearer x") is AuthResult.UNAVAILABLE
+    expected = f"cannot read token file {tmp_path / 'token'}: No such file or directory"
+    assert [r.getMessage() for r in caplog.records] == [expected]
+
+
+def test_an_oversized_previous_file_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write(tmp_path / "token", "s3cret")
+    write(tmp_path / "previous", "x" * 5000)
+    with caplog.at_level(logging.WARNING, logger="incidentops.intake"):
+        assert Tokens(tmp_path / "token", tmp_path / "previous").check("Bearer " + "x" * 5000) is AuthResult.INVALID
+    assert "larger than" in caplog.text
