@@ -410,7 +410,7 @@ def _kept(sent: Body, body: Body) -> list[str]:
     return []
 
 
-async def _poll(what: str, check: Callable[[], Awaitable[T | None]], deadline: float) -> T | None:
+async def _poll(check: Callable[[], Awaitable[T | None]], deadline: float) -> T | None:
     """``check`` until it returns something, or None once ``deadline`` (monotonic) has passed."""
     while True:
         found = await check()
@@ -474,7 +474,7 @@ async def _alert_drill(session: Session, args: argparse.Namespace, start: DrillS
         start.url, start.token, payload, ca_file=args.receiver_ca, request_timeout=args.request_timeout or None
     )
     where = session.in_namespace(opened.namespace)
-    body = await _poll(f'incident "{opened.name}"', lambda: where.find(opened.name), deadline)
+    body = await _poll(lambda: where.find(opened.name), deadline)
     if body is None:
         raise PluginError(
             f'the receiver named incident "{opened.name}" in namespace "{opened.namespace}", which did not appear'
@@ -496,7 +496,7 @@ async def _alert_drill(session: Session, args: argparse.Namespace, start: DrillS
         found = await where.find(opened.name)
         return found if found is not None and (found.get("status") or {}).get("severity") else None
 
-    body = await _poll("its classification", classified, deadline) or body
+    body = await _poll(classified, deadline) or body
     severity = (body.get("status") or {}).get("severity")
     if not severity:
         verdict = "not classified yet (is the operator running?)"
