@@ -213,7 +213,7 @@ async def test_a_scenario_with_alerts_posts_the_group_and_completes_the_drill_th
     assert session.namespaces == ["payments"], "read where the receiver put it"
     assert incident["spec"]["drill"] is True
     assert incident["spec"]["drillTargets"] == {"detect": "5m", "acknowledge": "5m", "contain": "15m", "resolve": "1h"}
-    assert [a["name"] for a in incident["spec"]["actions"]] == ["rollback-checkout", "maintenance-page"]
+    assert [a["name"] for a in incident["spec"]["actions"]] == ["maintenance-page"]
     [patch] = session.patches
     assert patch["metadata"] == {"resourceVersion": "1"}, "added under the version read, which was a drill"
     out = capsys.readouterr()
