@@ -180,3 +180,34 @@ def test_a_drill_from_a_scenario_with_alerts_through_the_real_receiver(
 
 def _time(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_a_drill_declared_from_a_scenario_without_alerts(
+    cluster: controlplane.ControlPlane,
+    receiving_operator: tuple[OperatorProcess, Path],
+    namespace: str,
+    receivers: Receivers,
+    tmp_path: Path,
+) -> None:
+    install_policy(cluster, namespace, receivers, levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}])
+    scenario = tmp_path / "tabletop.yaml"
+    scenario.write_text(
+        "title: 'Tabletop: leaked credentials'\nseverity: P2\ntype: security\npolicy: paging\n"
+        "targets: {acknowledge: 10m, resolve: 2h}\n"
+        "actions: [{name: evidence, snapshot: {sinceSeconds: 600}}]\n"
+    )
+    result = run_script(cluster, "drill", "start", "--scenario", str(scenario), "-n", namespace, "-o", "name")
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.strip().removeprefix("incident.incidentops.dev/")
+    assert name.startswith("drill-tabletop-leaked-credentials-")
+
+    wait_event(receivers, name, "triggered")
+    incident = settled(cluster, namespace, name, "evidence")
+    assert incident["spec"]["drill"] is True and incident["spec"]["source"] == {"kind": "manual"}
+    assert incident["status"]["escalationPolicy"].endswith("/paging")
+    if crd_keeps_drill_targets(cluster):
+        assert incident["spec"]["drillTargets"] == {"acknowledge": "10m", "resolve": "2h"}
+    hooks = [d for d in receivers.of("webhook") if d.body.get("incident", {}).get("name") == name]
+    assert hooks and all(d.body["drill"] is True for d in hooks)
+    record = actions_of(incident)["evidence"]
+    assert (record["phase"], record.get("reason"), record.get("dryRun")) == ("Skipped", "DryRun", True), record
