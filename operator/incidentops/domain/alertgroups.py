@@ -53,6 +53,7 @@ from incidentops.domain.lifecycle import reopen_window
 __all__ = [
     "ALERT_GROUP_LABEL",
     "ALERT_GROUP_SEQUENCE_LABEL",
+    "DRILL_LABEL",
     "MAX_DESCRIPTION",
     "MAX_SAMPLE",
     "MAX_SOURCE_LABELS",
@@ -68,6 +69,7 @@ __all__ = [
     "group_id",
     "incident_name",
     "is_closed",
+    "is_drill",
     "namespace_for",
     "new_incident",
     "reopen_until",
@@ -85,6 +87,11 @@ ALERT_GROUP_LABEL = f"{GROUP}/alert-group"
 
 ALERT_GROUP_SEQUENCE_LABEL = f"{GROUP}/alert-group-sequence"
 """Label on every alert-born Incident: 1 for the group's first incident, n for the n-th."""
+
+DRILL_LABEL = "incidentops_drill"
+"""An alert label: a group whose every alert carries it with the value ``"true"`` opens a drill
+(``spec.drill: true``). A Prometheus label name (``[a-zA-Z_][a-zA-Z0-9_]*``), so a rule or a synthetic
+group (``kubectl incident drill start``) can set it and it survives Prometheus and Alertmanager."""
 
 MAX_TITLE = 256
 MAX_DESCRIPTION = 4096
@@ -449,6 +456,15 @@ def source(group: AlertGroup, received_at: datetime.datetime | None = None, prev
     )
 
 
+def is_drill(group: AlertGroup) -> bool:
+    """Whether the group is a rehearsal: every alert carries :data:`DRILL_LABEL` ``"true"`` (a common label).
+
+    Every alert, not some: a real alert grouped with drill alerts keeps the group real, so it pages and
+    acts as a real one must. Read once, at creation, like the rest of ``spec``.
+    """
+    return group.common_labels.get(DRILL_LABEL) == "true"
+
+
 def _valid_name(value: str) -> bool:
     return 0 < len(value) <= 253 and _DNS_SUBDOMAIN.fullmatch(value) is not None
 
@@ -497,7 +513,8 @@ def new_incident(
     """The Incident the receiver creates for the group: metadata and spec (status is written after).
 
     Severity and type are left to the policy's classification (on
-    ``spec.source.labels``), so the operator decides them in one place.
+    ``spec.source.labels``), so the operator decides them in one place. A group
+    whose alerts all carry :data:`DRILL_LABEL` ``"true"`` makes a drill (:func:`is_drill`).
     ``workload_targets`` replaces :func:`targets` (the receiver maps Pods to
     their Deployments first). ``previous`` names the group's earlier incident.
     """
@@ -514,5 +531,6 @@ def new_incident(
             description=description(group),
             source=source(group, received_at, previous),
             targets=chosen[:MAX_TARGETS],
+            drill=True if is_drill(group) else None,
         ),
     )

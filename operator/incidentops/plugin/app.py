@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from incidentops import kube
 from incidentops.kube import INCIDENTS, Connection
 from incidentops.plugin import args as cli_args
-from incidentops.plugin import evidence, logic, render
+from incidentops.plugin import evidence, logic, receiver, render, scenario
 from incidentops.plugin.connection import (
     INCIDENTS_RESOURCE,
     PluginError,
@@ -73,6 +74,19 @@ class Session:
             Request("get", namespace=self.namespace, name=name),
             kube.read(self.conn.api, INCIDENTS, self.namespace, name),
         )
+
+    def in_namespace(self, namespace: str) -> Session:
+        """The same connection and clock, in ``namespace``."""
+        return Session(self.conn, namespace, self.now)
+
+    async def find(self, name: str) -> Body | None:
+        """The incident, or None while it does not exist (404)."""
+        try:
+            return await kube.read(self.conn.api, INCIDENTS, self.namespace, name)
+        except kube.ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise PluginError(explain(exc, Request("get", namespace=self.namespace, name=name))) from exc
 
     async def list_incidents(self, all_namespaces: bool) -> list[Body]:
         namespace = None if all_namespaces else self.namespace
@@ -141,13 +155,16 @@ def _err(line: str) -> None:
 
 
 async def cmd_list(session: Session, args: argparse.Namespace) -> int:
-    items = await session.list_incidents(args.all_namespaces)
+    return _print_list(session, args, await session.list_incidents(args.all_namespaces), "incidents")
+
+
+def _print_list(session: Session, args: argparse.Namespace, items: list[Body], what: str) -> int:
     if args.output in ("json", "yaml"):
         _out(render.dump(render.as_list(items), args.output))
         return 0
     if not items:
         where = "any namespace" if args.all_namespaces else f"{session.namespace} namespace"
-        _err(f"No incidents found in {where}.")
+        _err(f"No {what} found in {where}.")
         return 0
     _out(render.incident_table(items, session.now(), all_namespaces=args.all_namespaces, wide=args.output == "wide"))
     return 0
@@ -210,39 +227,55 @@ async def cmd_update(session: Session, args: argparse.Namespace) -> int:
     raise PluginError(f'incident "{args.name}" kept changing while writing; try again')
 
 
-async def cmd_declare(session: Session, args: argparse.Namespace) -> int:
-    attempts = 1 if args.name else WRITE_ATTEMPTS
-    for _ in range(attempts):
-        name = args.name or logic.generate_name(args.title)
+async def _create(session: Session, name: str | None, title: str, build: Callable[[str], Body]) -> Body:
+    """Create the incident ``build`` makes for a name: ``name``, or one drawn from ``title`` (another
+    suffix when a drawn name is taken)."""
+    for _ in range(1 if name else WRITE_ATTEMPTS):
+        candidate = name or logic.generate_name(title)
         try:
-            body = logic.declare_body(
-                name,
-                session.namespace,
-                title=args.title,
-                severity=args.severity,
-                incident_type=args.incident_type,
-                description=args.description,
-                drill=args.drill,
-                policy=args.policy,
-            )
+            body = build(candidate)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
             raise PluginError(f"invalid incident: {problems}") from exc
         try:
-            created = await session.create(body)
+            return await session.create(body)
         except AlreadyExists as exc:
-            if args.name:
+            if name:
                 raise PluginError(f'incident "{name}" already exists in namespace "{session.namespace}"') from exc
             continue  # a generated name collided: draw another suffix
-        if args.output == "name":
-            _out(f"{INCIDENTS.kind.lower()}.{INCIDENTS.group}/{created['metadata']['name']}")  # as kubectl -o name
-        elif args.output:
-            _out(render.dump(created, args.output))
-        else:
-            details = ", ".join(x for x in (args.severity, args.incident_type, "DRILL" if args.drill else None) if x)
-            _out(f'incident "{created["metadata"]["name"]}" declared in namespace "{session.namespace}" ({details})')
-        return 0
     raise PluginError("could not find a free name for the incident; pass --name")
+
+
+def _print_created(created: Body, output: str | None, line: str) -> None:
+    if output == "name":
+        _out(f"{INCIDENTS.kind.lower()}.{INCIDENTS.group}/{created['metadata']['name']}")  # as kubectl -o name
+    elif output:
+        _out(render.dump(created, output))
+    else:
+        _out(line)
+
+
+async def cmd_declare(session: Session, args: argparse.Namespace) -> int:
+    def build(name: str) -> Body:
+        return logic.declare_body(
+            name,
+            session.namespace,
+            title=args.title,
+            severity=args.severity,
+            incident_type=args.incident_type,
+            description=args.description,
+            drill=args.drill,
+            policy=args.policy,
+        )
+
+    created = await _create(session, args.name, args.title, build)
+    details = ", ".join(x for x in (args.severity, args.incident_type, "DRILL" if args.drill else None) if x)
+    _print_created(
+        created,
+        args.output,
+        f'incident "{created["metadata"]["name"]}" declared in namespace "{session.namespace}" ({details})',
+    )
+    return 0
 
 
 async def cmd_actions(session: Session, args: argparse.Namespace) -> int:
@@ -325,6 +358,173 @@ async def cmd_evidence(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- drills ---------------------------------------------------------------------------------------
+
+POLL_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class DrillStart:
+    """``drill start``, checked before the cluster is reached: the scenario, where, and the receiver."""
+
+    scenario: scenario.Scenario
+    namespace: str | None  # the scenario's, else -n; None: the context's (alerts: the receiver decides)
+    url: str | None = None
+    token: str | None = None
+
+
+def prepare_drill(args: argparse.Namespace) -> DrillStart:
+    """Read and check the scenario and the flags it needs; :class:`PluginError` says what is wrong."""
+    try:
+        drill = scenario.load(args.scenario)
+    except scenario.ScenarioError as exc:
+        raise PluginError(str(exc)) from None
+    if drill.namespace and args.namespace and drill.namespace != args.namespace:
+        raise PluginError(
+            f'the scenario\'s namespace "{drill.namespace}" does not match the namespace "{args.namespace}" of -n'
+        )
+    namespace = drill.namespace or args.namespace
+    if drill.alerts is None:
+        if args.receiver or args.token_file:
+            raise PluginError("--receiver and --token-file are for a scenario with alerts; this one has none")
+        return DrillStart(drill, namespace)
+    if not args.receiver or not args.token_file:
+        raise PluginError(
+            "the scenario has alerts: give the operator's receiver and its token, --receiver URL --token-file FILE"
+            " (with the chart: kubectl -n NS port-forward svc/RELEASE-receiver 8080, and the token of the Secret"
+            " RELEASE-receiver-token)"
+        )
+    if args.name:
+        raise PluginError("--name is for a scenario without alerts: the receiver names an alert-born incident")
+    return DrillStart(drill, namespace, receiver.alerts_url(args.receiver), receiver.read_token(args.token_file))
+
+
+def _kept(sent: Body, body: Body) -> list[str]:
+    """Notes on what of ``sent`` the API server did not keep in ``body``'s spec (pruned: an older CRD)."""
+    spec = body.get("spec") or {}
+    if scenario.DRILL_TARGETS_FIELD in sent and scenario.DRILL_TARGETS_FIELD not in spec:
+        return [
+            f"note: this cluster's Incident API does not keep spec.{scenario.DRILL_TARGETS_FIELD} (its CRD"
+            " predates drill targets): the drill runs without them"
+        ]
+    return []
+
+
+async def _poll(check: Callable[[], Awaitable[T | None]], deadline: float) -> T | None:
+    """``check`` until it returns something, or None once ``deadline`` (monotonic) has passed."""
+    while True:
+        found = await check()
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+
+async def _add_to_drill(session: Session, name: str, extra: Body) -> Body:
+    """Add ``extra`` to the spec of drill ``name``, never to an incident that is not a drill."""
+    for _ in range(WRITE_ATTEMPTS * 2):  # the operator and the receiver write its status meanwhile
+        body = await session.get(name)
+        if not (body.get("spec") or {}).get("drill"):
+            raise PluginError(f'incident "{name}" is not a drill: its actions would not be dry runs; nothing added')
+        try:
+            return await session.patch(
+                name, {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "spec": extra}
+            )
+        except Conflict:
+            continue
+    raise PluginError(f'incident "{name}" kept changing while writing; try again')
+
+
+async def _declare_drill(session: Session, args: argparse.Namespace, start: DrillStart) -> int:
+    drill = start.scenario
+    if start.namespace:
+        session = session.in_namespace(start.namespace)
+    extra = scenario.declare_extra(drill)
+
+    def build(name: str) -> Body:
+        return logic.declare_body(
+            name,
+            session.namespace,
+            title=drill.title,
+            severity=drill.severity.value,
+            incident_type=drill.type.value if drill.type else None,
+            description=drill.description,
+            drill=True,
+            policy=drill.policy,
+            extra=extra,
+        )
+
+    created = await _create(session, args.name, f"drill {drill.title}", build)
+    for note in _kept(extra, created):
+        _err(note)
+    details = ", ".join(x for x in (drill.severity.value, drill.type.value if drill.type else None, "DRILL") if x)
+    _print_created(
+        created,
+        args.output,
+        f'drill "{created["metadata"]["name"]}" declared in namespace "{session.namespace}" ({details})',
+    )
+    return 0
+
+
+async def _alert_drill(session: Session, args: argparse.Namespace, start: DrillStart) -> int:
+    drill = start.scenario
+    assert drill.alerts is not None and start.url is not None and start.token is not None
+    payload = scenario.webhook_payload(drill, session.now(), scenario.run_id(), start.namespace)
+    deadline = time.monotonic() + (args.timeout or 0)
+    opened = await receiver.post(
+        start.url, start.token, payload, ca_file=args.receiver_ca, request_timeout=args.request_timeout or None
+    )
+    where = session.in_namespace(opened.namespace)
+    body = await _poll(lambda: where.find(opened.name), deadline)
+    if body is None:
+        raise PluginError(
+            f'the receiver named incident "{opened.name}" in namespace "{opened.namespace}", which did not appear'
+            f" within {args.timeout:g}s"
+        )
+    if not (body.get("spec") or {}).get("drill"):
+        raise PluginError(
+            f'the receiver opened incident "{opened.name}" in namespace "{opened.namespace}" without marking it a'
+            " drill (an operator older than drills?): it pages and acts as a REAL incident. Nothing was added to"
+            f' it; resolve it: kubectl incident resolve {opened.name} -n {opened.namespace} --summary "a drill"'
+        )
+    extra = scenario.after_intake(drill)
+    if extra:
+        body = await _add_to_drill(where, opened.name, extra)
+        for note in _kept(extra, body):
+            _err(note)
+
+    async def classified() -> Body | None:
+        found = await where.find(opened.name)
+        return found if found is not None and (found.get("status") or {}).get("severity") else None
+
+    body = await _poll(classified, deadline) or body
+    severity = (body.get("status") or {}).get("severity")
+    if not severity:
+        verdict = "not classified yet (is the operator running?)"
+    elif severity == drill.severity.value:
+        verdict = f"classified {severity}, as the scenario expects"
+    else:
+        verdict = f"classified {severity}, the scenario expects {drill.severity.value}"
+        _err(f"warning: {verdict}: check the alerts' labels and the policy's classification")
+    alerts = len(payload["alerts"])
+    _print_created(
+        body,
+        args.output,
+        f'drill "{opened.name}" started in namespace "{opened.namespace}": {alerts} alert(s) posted to'
+        f" {start.url} ({'created' if opened.created else 'an existing incident'}); {verdict}",
+    )
+    return 0
+
+
+async def cmd_drill(session: Session, args: argparse.Namespace) -> int:
+    if args.drill_command == "list":
+        items = await session.list_incidents(args.all_namespaces)
+        return _print_list(session, args, [i for i in items if (i.get("spec") or {}).get("drill")], "drills")
+    start: DrillStart = args.prepared
+    if start.scenario.alerts is None:
+        return await _declare_drill(session, args, start)
+    return await _alert_drill(session, args, start)
+
+
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "describe": cmd_describe,
@@ -338,11 +538,14 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "undo": cmd_undo,
     "release": cmd_release,
     "evidence": cmd_evidence,
+    "drill": cmd_drill,
 }
 
 
 async def run(args: argparse.Namespace) -> int:
     conn: Connection | None = None
+    if args.command == "drill" and args.drill_command == "start":
+        args.prepared = prepare_drill(args)  # a bad scenario is said before any cluster is reached
     try:
         conn = await connect(args.kubeconfig, args.context, args.request_timeout or None)
         session = Session(conn, args.namespace or conn.namespace)

@@ -21,7 +21,7 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 DESCRIPTION = (
     "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve;"
-    " their actions: actions, approve, undo, release; and their evidence."
+    " their actions: actions, approve, undo, release; their evidence; and drills."
 )
 EPILOG = """\
 examples:
@@ -33,7 +33,12 @@ examples:
   kubectl incident actions checkout-down
   kubectl incident approve checkout-down rollback-checkout
   kubectl incident evidence checkout-down --verify --extract ./checkout-down-evidence
+  kubectl incident drill start --scenario examples/drills/security-tabletop.yaml
+  kubectl incident drill start --scenario examples/drills/checkout-gameday.yaml \
+      --receiver http://127.0.0.1:8080 --token-file ./receiver-token
+  kubectl incident drill list -A
 """
+DEFAULT_DRILL_TIMEOUT = 60.0
 
 
 def text(max_length: int, *, min_length: int = 0) -> Callable[[str], str]:
@@ -114,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(root, suppress=False)
     commands = root.add_subparsers(
         dest="command",
-        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence}",
+        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence,drill}",
         required=True,
     )
 
@@ -185,6 +190,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every item as a file under DIR/<evidence name>/ (verified too)",
     )
     evidence.add_argument("-o", "--output", choices=("json", "yaml"), help="print status.evidence instead")
+
+    drill = command("drill", "rehearse: start a drill from a scenario file, list the drills")
+    drills = drill.add_subparsers(dest="drill_command", metavar="{start,list}", required=True)
+
+    def drill_command(name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        sub = drills.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
+        _global_flags(sub, suppress=True)
+        sub.set_defaults(drill_command=name)
+        return sub
+
+    start = drill_command(
+        "start",
+        "start a drill (spec.drill: true) from a scenario file: declared, or opened by its synthetic alert group"
+        " posted to the operator's receiver",
+    )
+    start.add_argument("--scenario", required=True, type=Path, metavar="FILE", help="the scenario (YAML)")
+    start.add_argument(
+        "--receiver",
+        metavar="URL",
+        help="the operator's Alertmanager receiver (http://HOST:PORT[/api/v1/alerts]), for a scenario with alerts",
+    )
+    start.add_argument("--token-file", type=Path, metavar="FILE", help="the receiver's bearer token, with --receiver")
+    start.add_argument("--receiver-ca", type=Path, metavar="FILE", help="the CA of an https receiver")
+    start.add_argument(
+        "--name", type=incident_name, help="without alerts: the incident's name (default: drill-<title>-<suffix>)"
+    )
+    start.add_argument(
+        "--timeout",
+        type=request_timeout,
+        default=DEFAULT_DRILL_TIMEOUT,
+        metavar="DURATION",
+        help=f"with alerts: how long to wait for the incident, classified (default {DEFAULT_DRILL_TIMEOUT:g}s)",
+    )
+    start.add_argument("-o", "--output", choices=("json", "yaml", "name"), help="print the incident")
+
+    drill_list = drill_command("list", "list drill incidents", aliases=("ls",))
+    drill_list.add_argument("-A", "--all-namespaces", action="store_true", help="list drills of every namespace")
+    drill_list.add_argument("-o", "--output", choices=("json", "yaml", "wide"), help="output format")
     return root
 
 

@@ -215,9 +215,11 @@ def declare_body(
     description: str | None = None,
     drill: bool = False,
     policy: str | None = None,
+    extra: Body | None = None,
 ) -> Body:
-    """The Incident to create: ``source.kind: manual``. Checked against the API models (raises
-    pydantic's ``ValidationError``), so the API server's refusal is the exception, not the rule."""
+    """The Incident to create: ``source.kind: manual``, with the ``extra`` spec fields (a drill scenario's).
+    Checked against the API models (raises pydantic's ``ValidationError``), so the API server's refusal is
+    the exception, not the rule."""
     spec: Body = {"title": title, "severity": severity, "source": {"kind": "manual"}}
     if incident_type:
         spec["type"] = incident_type
@@ -233,6 +235,7 @@ def declare_body(
         else:
             ref = {"name": policy}
         spec["escalationPolicyRef"] = ref
+    spec.update(extra or {})
     body: Body = {
         "apiVersion": API_VERSION,
         "kind": "Incident",

@@ -401,6 +401,29 @@ def test_new_incident_is_a_valid_incident_with_its_group_labels() -> None:
     assert alertgroups.sequence_of(incident.to_dict()) == 2
 
 
+def test_a_group_whose_every_alert_carries_the_drill_label_opens_a_drill() -> None:
+    drill = {alertgroups.DRILL_LABEL: "true"}
+    group = parsed(payload([alert(pod="a", **drill), alert(pod="b", **drill)]))
+    assert alertgroups.is_drill(group)
+    incident = alertgroups.new_incident(group, namespace="ops")
+    assert incident.spec.drill is True
+    assert incident.to_dict()["spec"]["drill"] is True
+    assert incident.spec.source is not None and incident.spec.source.labels == {
+        "alertname": "HighErrorRate",
+        alertgroups.DRILL_LABEL: "true",
+    }
+
+
+def test_a_real_alert_in_the_group_or_another_value_keeps_it_real() -> None:
+    mixed = parsed(payload([alert(pod="a", **{alertgroups.DRILL_LABEL: "true"}), alert(pod="b")]))
+    assert not alertgroups.is_drill(mixed), "a real alert among drill alerts must page as real"
+    for value in ("false", "True", "yes", ""):
+        group = parsed(payload([alert(**{alertgroups.DRILL_LABEL: value})]))
+        assert not alertgroups.is_drill(group), value
+        assert "drill" not in alertgroups.new_incident(group, namespace="ops").to_dict()["spec"]
+    assert alertgroups.new_incident(parsed(payload()), namespace="ops").spec.drill is None
+
+
 def test_new_incident_carries_where_it_lives_when_it_started_its_predecessor_and_its_targets() -> None:
     firing = alert(starts_at="2025-01-31T13:00:00Z", namespace="shop", pod="checkout-1")
     group = parsed(payload([firing], common_annotations={"description": "5% of requests fail"}))

@@ -73,6 +73,19 @@ async def test_first_post_creates_the_incident_with_spec_and_status(api: Any, cl
     assert incident["status"]["startedAt"] == "2025-01-31T14:00:00Z"
 
 
+async def test_a_drill_group_creates_a_drill_incident_and_a_real_one_does_not(
+    api: Any, cluster: fakekube.FakeCluster
+) -> None:
+    drill = payload(
+        [alert(severity="critical", pod=f"p{i}", **{alertgroups.DRILL_LABEL: "true"}) for i in range(2)],
+        group_labels={"alertname": "HighErrorRate", alertgroups.DRILL_LABEL: "true"},
+    )
+    await writer(api).submit(p(drill), NOW)
+    await writer(api).submit(p(FIRING), NOW)
+    by_drill = {i["metadata"]["name"]: i["spec"].get("drill") for i in cluster.incidents("ops")}
+    assert sorted(by_drill.values(), key=str) == [None, True], by_drill
+
+
 @pytest.mark.parametrize(
     "starts_at", [ZERO_TIME, "0001-01-01T00:00:00+01:00", "2025-01-31T15:00:00Z", "9999-12-31T23:59:59-23:59"]
 )

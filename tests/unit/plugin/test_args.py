@@ -114,6 +114,11 @@ def test_resolve_and_update_and_marks() -> None:
         ["ack", "x", "--note", "n" * 4097],
         ["--request-timeout", "soon", "list"],
         ["list", "--bogus-flag"],
+        ["drill"],
+        ["drill", "start"],
+        ["drill", "start", "--scenario", "s.yaml", "--timeout", "soon"],
+        ["drill", "start", "--scenario", "s.yaml", "--name", "Bad_Name"],
+        ["drill", "list", "-o", "name"],
     ],
 )
 def test_misuse_exits_2_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,8 +128,21 @@ def test_misuse_exits_2_with_usage(argv: list[str], capsys: pytest.CaptureFixtur
     assert "Traceback" not in err
 
 
+def test_drill_flags() -> None:
+    args = parse(["drill", "start", "--scenario", "s.yaml", "-n", "ops", "--timeout", "2m", "-o", "name"])
+    assert (args.command, args.drill_command, str(args.scenario), args.namespace, args.timeout, args.output) == (
+        "drill",
+        "start",
+        "s.yaml",
+        "ops",
+        120.0,
+        "name",
+    )
+    assert parse(["-n", "ops", "drill", "ls", "-A"]).drill_command == "list"
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("list", "describe", "declare", "ack", "contain", "update", "resolve"):
+    for command in ("list", "describe", "declare", "ack", "contain", "update", "resolve", "drill"):
         assert command in out

@@ -27,6 +27,7 @@ class FakeSession(app.Session):
         self.patches: list[dict[str, Any]] = []
         self.created: list[dict[str, Any]] = []
         self.interfere: list[dict[str, Any]] = []  # spec changes "someone else" makes right after our next read
+        self.namespaces: list[str] = []  # the namespaces asked for with in_namespace
 
     async def get(self, name: str) -> dict[str, Any]:
         if name not in self.objects:
@@ -35,6 +36,17 @@ class FakeSession(app.Session):
         if self.interfere:
             self._write(name, self.interfere.pop(0))
         return body
+
+    def in_namespace(self, namespace: str) -> FakeSession:
+        self.namespaces.append(namespace)
+        self.namespace = namespace  # one in-memory server: the same objects, named from there
+        return self
+
+    async def list_incidents(self, all_namespaces: bool) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for o in self.objects.values()]
+
+    async def find(self, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects[name]) if name in self.objects else None
 
     def _write(self, name: str, spec: dict[str, Any]) -> None:
         obj = self.objects[name]
