@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from incidentops import metrics
+from incidentops.handlers import runtime
 from incidentops.handlers.leader import ElectionSettings, Fence, LeadershipLost, LeaseElector
 from tests.unit.kubefake import FakeKube, api_error
 
@@ -290,3 +291,17 @@ async def test_the_leader_gauge_is_the_metric_incidentops_exports(kube: FakeKube
     await elector.run(parts, stop)
     assert seen == [1]
     assert metrics.REGISTRY.get_sample_value("incidentops_leader") == 0
+
+
+async def test_without_leader_election_the_process_reports_leading_while_its_parts_run() -> None:
+    seen: list[float | None] = []
+
+    async def parts(stop: asyncio.Event) -> None:
+        seen.append(metrics.REGISTRY.get_sample_value("incidentops_leader"))
+        raise RuntimeError("a part failed")
+
+    metrics.LEADER.set(0)
+    with pytest.raises(RuntimeError, match="a part failed"):
+        await runtime._sole_leader(parts)(asyncio.Event())
+    assert seen == [1]
+    assert metrics.REGISTRY.get_sample_value("incidentops_leader") == 0, "0 once the parts stopped, failed or not"
