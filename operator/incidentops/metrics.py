@@ -93,6 +93,20 @@ SCHEDULER_QUEUE = Gauge(
     "Open incidents the scheduler keeps a next deadline for.",
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "incidentops_leader",
+    "1 while this process leads (holds the Lease, or runs without leader election), 0 while it stands by.",
+    registry=REGISTRY,
+)
+RECEIVER_REQUESTS = Histogram(
+    "incidentops_receiver_request_duration_seconds",
+    "Time the receiver took to answer a request, by route (the receiver's paths, `other` for any other) and"
+    " HTTP status code; every answer counts, 4xx and 5xx included.",
+    ["path", "code"],
+    # From a probe's millisecond to the write timeout (30s by default) and beyond.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -65,3 +65,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- fail "receiver.tls.enabled needs receiver.tls.existingSecret or receiver.tls.certManager.issuerRef.name" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* An alert's runbook_url annotation when metrics.prometheusRule.runbookUrl is set: its section there
+(docs/operating.md's anchors are the alerts' names in lower case). */}}
+{{- define "incidentops.runbook" -}}
+{{- if .base }}
+            runbook_url: {{ printf "%s#%s" .base (lower .alert) | quote }}
+{{- end }}
+{{- end -}}

@@ -25,6 +25,10 @@ The rules follow client-go's leader election, for the same reasons:
   expired Lease cannot both win.
 - On a clean shutdown the leader releases the Lease, so a rolling update fails
   over in seconds, not a lease duration.
+
+Whether this replica leads is the gauge ``incidentops_leader`` (1 from the
+acquisition until its parts have stopped, 0 otherwise), so a standby reports 0
+and an alert can tell when no replica leads.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from incidentops import kube
+from incidentops import kube, metrics
 
 logger = logging.getLogger("incidentops.leader")
 
@@ -80,6 +84,10 @@ def _now() -> datetime.datetime:
     # A Lease's times are MicroTime: Python drops the fraction when it is zero,
     # which the API server would refuse, so it never is.
     return now if now.microsecond else now.replace(microsecond=1)
+
+
+def _report_leading(leading: bool) -> None:
+    metrics.LEADER.set(1 if leading else 0)
 
 
 def _exit_now(why: str) -> None:
@@ -144,6 +152,7 @@ class LeaseElector:
         *,
         on_standby: Callable[[], None] | None = None,
         fence: Fence | None = None,
+        report: Callable[[bool], None] = _report_leading,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -151,7 +160,9 @@ class LeaseElector:
         self._fence = fence or Fence()
         self._observed: tuple[str | None, object, object] | None = None  # (holder, renewTime, transitions)
         self._observed_at = 0.0
+        self._report = report
         self.leading = False
+        report(False)
 
     async def run(self, parts: LeaderParts, stop: asyncio.Event) -> None:
         """Campaign until elected, run ``parts`` while leading; raise LeadershipLost if the Lease slips."""
@@ -174,6 +185,7 @@ class LeaseElector:
         self._fence.hold(renewed + s.lease_duration - loop.time())
         logger.info("%s leads (Lease %s/%s)", s.identity, s.namespace, s.name)
         self.leading = True
+        self._report(True)
         leader_stop = asyncio.Event()
         leader_task: asyncio.Task[None] = asyncio.create_task(_call(parts, leader_stop), name="leader-parts")
         stopped = asyncio.create_task(stop.wait())
@@ -206,6 +218,7 @@ class LeaseElector:
             leader_stop.set()
             await self._stop_parts(leader_task, expires=renewed + s.lease_duration)
             self.leading = False
+            self._report(False)
             logger.info("%s stopped leading", s.identity)  # tests match this line
             if not lost:
                 await self._release()

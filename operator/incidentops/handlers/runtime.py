@@ -58,6 +58,19 @@ def _receiver_task(receiver: Receiver, settings: Settings, api: kube.ApiClient) 
     return Task("receiver", lambda stop: receiver(settings, api, stop))
 
 
+def _sole_leader(parts: Callable[[asyncio.Event], Awaitable[None]]) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Without leader election this process leads while its leader's parts run (``incidentops_leader``)."""
+
+    async def run(stop: asyncio.Event) -> None:
+        metrics.LEADER.set(1)
+        try:
+            await parts(stop)
+        finally:
+            metrics.LEADER.set(0)
+
+    return run
+
+
 async def _run_part(part: Task, stop: asyncio.Event) -> None:
     await part.run(stop)
 
@@ -199,7 +212,7 @@ async def run(
         )
         leader = Task("leader", lambda stop: elector.run(leader_parts, stop))
     else:
-        leader = Task("leader", leader_parts)
+        leader = Task("leader", _sole_leader(leader_parts))
     parts = [
         leader,
         Task("metrics", lambda stop: metrics.serve(settings.bind_address, settings.metrics_port, stop)),

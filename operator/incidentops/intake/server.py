@@ -16,7 +16,7 @@ not a version 4 payload            422, naming the field (``alerts[3].labels``)
 the API server fails               503 (Alertmanager retries)
 no token file readable             503 (the receiver's fault, not the sender's)
 ``GET /healthz``                   200 while the process serves
-``GET /readyz``                    200 when a token is readable, else 503
+``GET /readyz``                    200 when a token is readable and the API answers, else 503
 unknown path / wrong method        404 / 405 (with ``Allow``)
 =================================  =====================================================
 
@@ -25,6 +25,13 @@ people. No exception escapes a request: anything unexpected is logged and
 answered 500 (and the receiver keeps serving). A body above 256 KiB is
 parsed in steps on a thread (``payload.parse_in_steps``), so the loop it
 shares with the leader election keeps running meanwhile.
+
+Every answer is counted in ``incidentops_receiver_request_duration_seconds``
+by route and status code (the outermost middleware, so aiohttp's own 404s and
+405s and the 500s of the error middleware count too). ``/readyz`` asks
+:class:`~incidentops.intake.probes.ApiCheck` whether the API server answers
+(at most one request every few seconds); ``/healthz`` asks nothing: its answer
+only shows that the event loop runs.
 """
 
 from __future__ import annotations
@@ -36,15 +43,17 @@ import datetime
 import logging
 import os
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import hdrs, web
 
-from incidentops import kube
+from incidentops import kube, metrics
 from incidentops.intake.auth import AuthResult, Tokens
 from incidentops.intake.payload import PayloadError, WebhookPayload, parse, parse_in_steps
+from incidentops.intake.probes import ApiCheck
 from incidentops.intake.writer import IncidentWriter, Outcome, WriteError
 from incidentops.settings import Settings
 
@@ -59,6 +68,14 @@ _CERT_CHECK_SECONDS = 30.0
 # one pass on the loop takes a few milliseconds, less than handing it to a thread.
 STEPWISE_BODY_BYTES = 256 * 1024
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+ROUTES_KEY = web.AppKey("routes", frozenset)
+# /readyz's look at the API server: kept this long, each bounded by the deadline (below the
+# chart's readiness probe timeout of 3s, so a frozen API server gets a 503 with a reason).
+READY_API_TTL_SECONDS = 5.0
+READY_API_TIMEOUT_SECONDS = 2.0
+
+ApiProblem = Callable[[], Awaitable[str | None]]
+"""Why the Kubernetes API is not usable right now, None when it is (``ApiCheck.problem``)."""
 
 
 class Sink(Protocol):
@@ -76,6 +93,16 @@ def utcnow() -> datetime.datetime:
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     headers = extra.pop("headers", None)
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Every answer's time and status in the receiver's histogram, by route (a fixed set: no raw paths)."""
+    started = time.perf_counter()
+    response: web.StreamResponse = await handler(request)
+    path = request.path if request.path in request.app[ROUTES_KEY] else "other"
+    metrics.RECEIVER_REQUESTS.labels(path, str(response.status)).observe(time.perf_counter() - started)
+    return response
 
 
 @web.middleware
@@ -114,9 +141,11 @@ def make_app(
     *,
     max_body_bytes: int = 16 * 1024 * 1024,
     clock: Callable[[], datetime.datetime] = utcnow,
+    api_problem: ApiProblem | None = None,
 ) -> web.Application:
-    """The receiver's aiohttp application."""
-    app = web.Application(middlewares=[_json_errors], client_max_size=max_body_bytes)
+    """The receiver's aiohttp application; ``/readyz`` asks ``api_problem`` too when it is given."""
+    # _observe outermost: it sees the status _json_errors turned an exception into.
+    app = web.Application(middlewares=[_observe, _json_errors], client_max_size=max_body_bytes)
     app[MAX_BODY_KEY] = max_body_bytes
     # A thread of its own: the default executor also runs SMTP sends (notify.email), which may
     # each hold a thread for their whole timeout. One is enough: parses share the GIL anyway.
@@ -170,16 +199,17 @@ def make_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.StreamResponse:
-        if not tokens.available():
-            return web.json_response(
-                {"status": "unavailable", "error": "no token file is readable"},
-                status=503,
-            )
+        problem = "no token file is readable" if not tokens.available() else None
+        if problem is None and api_problem is not None:
+            problem = await api_problem()
+        if problem is not None:
+            return web.json_response({"status": "unavailable", "error": problem}, status=503)
         return web.json_response({"status": "ok"})
 
     app.router.add_post(ALERTS_PATH, post_alerts)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app[ROUTES_KEY] = frozenset(resource.canonical for resource in app.router.resources())
     return app
 
 
@@ -245,7 +275,12 @@ async def run_receiver(settings: Settings, api: kube.ApiClient, stop: asyncio.Ev
         watch_namespaces=settings.watch_namespaces,
         timeout=settings.receiver_write_timeout_seconds,
     )
-    app = make_app(tokens, writer, max_body_bytes=settings.receiver_max_body_bytes)
+    api_check = ApiCheck(
+        lambda: kube.server_version(api),
+        ttl=READY_API_TTL_SECONDS,
+        timeout=min(READY_API_TIMEOUT_SECONDS, settings.api_timeout_seconds),
+    )
+    app = make_app(tokens, writer, max_body_bytes=settings.receiver_max_body_bytes, api_problem=api_check.problem)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
     await runner.setup()
     reloader: asyncio.Task[None] | None = None

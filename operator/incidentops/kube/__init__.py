@@ -8,7 +8,7 @@ beside ``actions`` and ``notify``, above ``domain`` and ``api``. Its parts:
   kubectl reads kubeconfigs);
 - ``objects.py``: our resources (read, list, create, patch, the status write
   under a resourceVersion precondition), Secrets, Events, Pods, ReplicaSets,
-  the caller's identity;
+  the caller's identity, the server's version;
 - ``generic.py``: any built-in kind as plain JSON (what actions change and evidence reads), with
   writes under a resourceVersion precondition;
 - ``evidence.py``: what evidence reads beyond that: a container's log as the bytes the kubelet served;
@@ -82,6 +82,7 @@ from incidentops.kube.objects import (
     read_pod,
     read_replica_set,
     read_secret,
+    server_version,
     whoami,
     write_status,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "replace_object",
     "retry_after",
     "server_message",
+    "server_version",
     "test_resource_version",
     "whoami",
     "write_status",

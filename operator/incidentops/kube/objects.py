@@ -251,3 +251,9 @@ async def whoami(api: client.ApiClient) -> str | None:
     user_info = result.status.user_info if result.status else None
     username = user_info.username if user_info else None
     return str(username) if username else None
+
+
+async def server_version(api: client.ApiClient) -> str:
+    """The API server's version (``GET /version``): the cheapest request that shows it answers our credentials."""
+    info = await client.VersionApi(api).get_code()
+    return str(info.git_version)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from incidentops import metrics
+from incidentops.handlers import runtime
 from incidentops.handlers.leader import ElectionSettings, Fence, LeadershipLost, LeaseElector
 from tests.unit.kubefake import FakeKube, api_error
 
@@ -25,6 +27,11 @@ SETTINGS = {"namespace": "ops", "name": "leader", "lease_duration": 15.0, "renew
 
 def now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def leads(replica: Replica) -> bool:
+    """What this replica's incidentops_leader says now."""
+    return replica.reported[-1][1]
 
 
 class RecordingFence(Fence):
@@ -85,7 +92,13 @@ class Replica:
     def __init__(self, kube: FakeKube, identity: str, **parts: Any) -> None:
         self.fence = RecordingFence()
         self.parts = Parts(self.fence, **parts)
-        self.elector = LeaseElector(identity, ElectionSettings(identity=identity, **SETTINGS), fence=self.fence)  # type: ignore[arg-type]
+        self.reported: list[tuple[float, bool]] = []  # what this replica's incidentops_leader said, and when
+        self.elector = LeaseElector(
+            identity,  # type: ignore[arg-type]
+            ElectionSettings(identity=identity, **SETTINGS),
+            fence=self.fence,
+            report=lambda leading: self.reported.append((now(), leading)),
+        )
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.kube = kube
@@ -237,3 +250,58 @@ def test_the_fence_ends_the_process_only_when_held_past_its_time() -> None:
     fence.hold(0.2)
     assert breached.wait(timeout=10), "the fence did not fire"
     assert len(breaches) == 1 and breaches[0] >= held + 0.2
+
+
+@pytest.mark.looptime
+async def test_the_leader_gauge_is_1_while_leading_and_0_on_a_standby_and_after_a_loss(kube: FakeKube) -> None:
+    a = Replica(kube, "a")
+    assert a.reported and not leads(a), "0 from the start"
+    a.start()
+    await until("a leads", lambda: a.parts.started is not None)
+    assert leads(a)
+    b = Replica(kube, "b").start()
+    await asyncio.sleep(30)
+    assert not leads(b), "a standby says 0"
+    kube.freeze("a")
+    with pytest.raises(LeadershipLost):
+        await a.task  # type: ignore[misc]
+    assert not leads(a)
+    assert a.reported[-1][0] >= a.parts.stopped  # type: ignore[operator]
+    assert a.reported[-1][0] <= a.last_renewal() + 15, "0 before the Lease may be taken over"
+    await until("b leads", lambda: b.parts.started is not None)
+    assert leads(b)
+    assert [leading for _, leading in b.reported] == [False, True]
+    b.stop.set()
+    await b.task  # type: ignore[misc]
+    assert [leading for _, leading in b.reported] == [False, True, False]
+
+
+async def test_the_leader_gauge_is_the_metric_incidentops_exports(kube: FakeKube) -> None:
+    stop = asyncio.Event()
+    metrics.LEADER.set(1)  # left over from an earlier leader in this process: a new elector starts at 0
+    elector = LeaseElector(object(), ElectionSettings(identity="a", **SETTINGS))  # type: ignore[arg-type]
+    assert metrics.REGISTRY.get_sample_value("incidentops_leader") == 0
+    seen: list[float | None] = []
+
+    async def parts(leader_stop: asyncio.Event) -> None:
+        seen.append(metrics.REGISTRY.get_sample_value("incidentops_leader"))
+        stop.set()
+        await leader_stop.wait()
+
+    await elector.run(parts, stop)
+    assert seen == [1]
+    assert metrics.REGISTRY.get_sample_value("incidentops_leader") == 0
+
+
+async def test_without_leader_election_the_process_reports_leading_while_its_parts_run() -> None:
+    seen: list[float | None] = []
+
+    async def parts(stop: asyncio.Event) -> None:
+        seen.append(metrics.REGISTRY.get_sample_value("incidentops_leader"))
+        raise RuntimeError("a part failed")
+
+    metrics.LEADER.set(0)
+    with pytest.raises(RuntimeError, match="a part failed"):
+        await runtime._sole_leader(parts)(asyncio.Event())
+    assert seen == [1]
+    assert metrics.REGISTRY.get_sample_value("incidentops_leader") == 0, "0 once the parts stopped, failed or not"

@@ -1,4 +1,6 @@
-"""intake.run_receiver: off without a token, serves until stopped, TLS from files, certificates reloaded."""
+"""intake.run_receiver: off without a token, serves until stopped, TLS from files, certificates reloaded,
+ready only while the API server answers (a real client against local servers that answer /version, never
+answer, or are not there)."""
 
 from __future__ import annotations
 
@@ -8,21 +10,39 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from incidentops import kube
 from incidentops.intake import server
 from incidentops.intake.server import run_receiver
 from incidentops.settings import Settings
 from incidentops.testing.controlplane import free_port
+from tests.unit.kube.test_client import api_at, silent_server
+
+__all__ = ["silent_server"]  # a fixture of test_client, used here too
+
+VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0",
+    "gitCommit": "0",
+    "gitTreeState": "clean",
+    "buildDate": "2025-04-23T00:00:00Z",
+    "goVersion": "go1.24.2",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 
 def self_signed(directory: Path, common_name: str) -> tuple[Path, Path]:
@@ -57,14 +77,38 @@ def self_signed(directory: Path, common_name: str) -> tuple[Path, Path]:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_receiver(settings, object(), stop))  # type: ignore[arg-type]
+async def version_server(asked: list[float] | None = None) -> AsyncIterator[str]:
+    """An API server that answers ``GET /version`` (noting when in ``asked``); its URL."""
+    app = web.Application()
+
+    async def version(request: web.Request) -> web.Response:
+        if asked is not None:
+            asked.append(time.monotonic())
+        return web.json_response(VERSION)
+
+    app.router.add_get("/version/", version)  # where kubernetes_asyncio asks (the API server serves both)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
     try:
-        yield task
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def serving(settings: Settings, api: kube.ApiClient | None = None) -> AsyncIterator[asyncio.Task[None]]:
+    stop = asyncio.Event()
+    async with version_server() as url:
+        api = api or api_at(url, 5)
+        task = asyncio.create_task(run_receiver(settings, api, stop))
+        try:
+            yield task
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await api.close()
 
 
 async def get(url: str, context: ssl.SSLContext | None = None) -> int:
@@ -164,3 +208,48 @@ def test_tls_needs_both_files(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="both"):
         asyncio.run(main())
+
+
+@pytest.fixture
+def quick_readiness(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(server, "READY_API_TTL_SECONDS", 0.0)  # every probe asks: the test sees each change
+    monkeypatch.setattr(server, "READY_API_TIMEOUT_SECONDS", 0.3)
+    yield
+
+
+async def readiness(url: str) -> tuple[int, dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.json()
+
+
+async def test_not_ready_while_the_api_server_does_not_answer_or_is_not_there(
+    tmp_path: Path, silent_server: str, quick_readiness: None
+) -> None:
+    (tmp_path / "token").write_text("t")
+    port = free_port()
+    settings = Settings(receiver_port=port, bind_address="127.0.0.1", token_file=tmp_path / "token")
+    async with serving(settings, api_at(silent_server, 10)):
+        assert await get(f"http://127.0.0.1:{port}/healthz") == 200
+        started = time.monotonic()
+        status, data = await readiness(f"http://127.0.0.1:{port}/readyz")
+        assert (status, data["error"]) == (503, "the Kubernetes API did not answer within 0.3s")
+        assert time.monotonic() - started < 3, "within the probe's own timeout"
+    closed = f"http://127.0.0.1:{free_port()}"
+    async with serving(settings, api_at(closed, 10)):
+        assert await get(f"http://127.0.0.1:{port}/healthz") == 200
+        status, data = await readiness(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503 and data["error"].startswith("the Kubernetes API is not reachable: "), data
+
+
+async def test_the_api_is_asked_once_per_ttl_however_often_the_probes_come(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t")
+    asked: list[float] = []
+    port = free_port()
+    settings = Settings(receiver_port=port, bind_address="127.0.0.1", token_file=tmp_path / "token")
+    async with version_server(asked) as url, serving(settings, api_at(url, 5)):
+        started = time.monotonic()
+        for _ in range(20):
+            assert await get(f"http://127.0.0.1:{port}/readyz") == 200
+        took = time.monotonic() - started
+    # One request per ttl (20 probes take far less than one on any machine, but a slow one may cross it).
+    assert 1 <= len(asked) <= 1 + took / server.READY_API_TTL_SECONDS, f"{len(asked)} requests in {took:.2f}s"

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from incidentops import metrics
 from incidentops.intake.auth import Tokens
 from incidentops.intake.payload import WebhookPayload, parse
 from incidentops.intake.server import ALERTS_PATH, make_app
@@ -221,6 +222,92 @@ async def test_wrong_methods_are_405_with_allow(http: TestClient[Any, Any]) -> N
 async def test_health_and_readiness(http: TestClient[Any, Any]) -> None:
     assert await answer(await http.get("/healthz")) == (200, {"status": "ok"})
     assert await answer(await http.get("/readyz")) == (200, {"status": "ok"})
+
+
+async def test_readiness_asks_whether_the_api_answers_and_says_why_not(token_files: tuple[Path, Path]) -> None:
+    problems: list[str | None] = ["the Kubernetes API did not answer within 2s"]
+    asked = 0
+
+    async def api_problem() -> str | None:
+        nonlocal asked
+        asked += 1
+        return problems[0]
+
+    app = make_app(Tokens(*token_files), Recorder(), api_problem=api_problem)
+    async with TestClient(TestServer(app)) as client:
+        status, data = await answer(await client.get("/readyz"))
+        assert (status, data) == (
+            503,
+            {"status": "unavailable", "error": "the Kubernetes API did not answer within 2s"},
+        )
+        assert (await client.get("/healthz")).status == 200, "liveness asks nothing of the API"
+        assert asked == 1
+        problems[0] = None
+        assert await answer(await client.get("/readyz")) == (200, {"status": "ok"})
+        for path in token_files:
+            path.unlink()
+        status, data = await answer(await client.get("/readyz"))
+        assert (status, data["error"]) == (503, "no token file is readable")
+        assert asked == 2, "without a token the API is not asked"
+
+
+def answered(path: str, code: int) -> float:
+    """How many answers the receiver's histogram counts for ``path`` and ``code``."""
+    labels = {"path": path, "code": str(code)}
+    return metrics.REGISTRY.get_sample_value("incidentops_receiver_request_duration_seconds_count", labels) or 0.0
+
+
+async def test_every_answer_is_counted_by_route_and_code(http: TestClient[Any, Any], recorder: Recorder) -> None:
+    cases = [
+        (ALERTS_PATH, 200, lambda: http.post(ALERTS_PATH, data=body(payload()), headers=AUTH)),
+        (ALERTS_PATH, 401, lambda: http.post(ALERTS_PATH, data=body(payload()))),
+        (ALERTS_PATH, 415, lambda: http.post(ALERTS_PATH, data=b"x", headers={**AUTH, "Content-Type": "text/plain"})),
+        (ALERTS_PATH, 422, lambda: http.post(ALERTS_PATH, data=b"{}", headers=AUTH)),
+        (ALERTS_PATH, 405, lambda: http.get(ALERTS_PATH)),
+        ("/healthz", 200, lambda: http.get("/healthz")),
+        ("/readyz", 200, lambda: http.get("/readyz")),
+        # Raw paths nobody serves are one label value, whatever they are: the series stay few.
+        ("other", 404, lambda: http.get("/wp-login.php")),
+        ("other", 404, lambda: http.post(f"{ALERTS_PATH}/{'x' * 40}", data=b"{}", headers=AUTH)),
+    ]
+    before = {(path, code): answered(path, code) for path, code, _ in cases}
+    for _, _, request in cases:
+        (await request()).release()
+    counted = {key: answered(*key) - value for key, value in before.items()}
+    expected = {(path, code): float(sum(1 for p, c, _ in cases if (p, c) == (path, code))) for path, code, _ in cases}
+    assert counted == expected
+    # The answers the error middleware makes of a write failure and of a bug count as well.
+    before_503, before_500 = answered(ALERTS_PATH, 503), answered(ALERTS_PATH, 500)
+    recorder.fail = WriteError("the API server answered 500 Internal Server Error")
+    assert (await http.post(ALERTS_PATH, data=body(payload()), headers=AUTH)).status == 503
+    recorder.fail = RuntimeError("a bug")
+    assert (await http.post(ALERTS_PATH, data=body(payload()), headers=AUTH)).status == 500
+    assert (answered(ALERTS_PATH, 503) - before_503, answered(ALERTS_PATH, 500) - before_500) == (1, 1)
+    paths = {
+        s.labels["path"]
+        for m in metrics.REGISTRY.collect()
+        if m.name == "incidentops_receiver_request_duration_seconds"
+        for s in m.samples
+    }
+    assert paths <= {ALERTS_PATH, "/healthz", "/readyz", "other"}
+
+
+async def test_an_answers_time_is_observed_in_seconds(token_files: tuple[Path, Path]) -> None:
+    class Slow(Recorder):
+        async def submit(self, payload: WebhookPayload, received_at: datetime.datetime) -> Outcome:
+            await asyncio.sleep(0.2)
+            return await super().submit(payload, received_at)
+
+    labels = {"path": ALERTS_PATH, "code": "200"}
+    name = "incidentops_receiver_request_duration_seconds"
+    before = metrics.REGISTRY.get_sample_value(f"{name}_sum", labels) or 0.0
+    fast = metrics.REGISTRY.get_sample_value(f"{name}_bucket", {**labels, "le": "0.1"}) or 0.0
+    app = make_app(Tokens(*token_files), Slow())
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.post(ALERTS_PATH, data=body(payload()), headers=AUTH)).status == 200
+    took = (metrics.REGISTRY.get_sample_value(f"{name}_sum", labels) or 0.0) - before
+    assert 0.2 <= took < 2
+    assert metrics.REGISTRY.get_sample_value(f"{name}_bucket", {**labels, "le": "0.1"}) == fast, "not under 0.1s"
 
 
 async def test_an_api_server_failure_is_503_so_alertmanager_retries(
