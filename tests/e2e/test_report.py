@@ -207,7 +207,7 @@ def test_the_monthly_report_goes_out_once_across_a_sigkill_at_the_moment_it_is_d
     boundary = next_month_start(real_now)  # midnight UTC on the 1st: the policy has no business hours
     lead = 40.0  # seconds of the operator's clock before the month ends
     offset = int((boundary - real_now).total_seconds() - lead)
-    due_real = real_now + datetime.timedelta(seconds=offset) + datetime.timedelta(seconds=lead)
+    due_real = boundary - datetime.timedelta(seconds=offset)  # the real moment the operator's clock says 00:00
     month = (boundary - datetime.timedelta(days=1)).strftime("%Y-%m")
     env = {
         **FAST_OPERATOR_ENV,
