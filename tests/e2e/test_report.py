@@ -216,6 +216,10 @@ def test_the_monthly_report_goes_out_once_across_a_sigkill_at_the_moment_it_is_d
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "INCIDENTOPS_WATCH_NAMESPACES": namespace,
         "INCIDENTOPS_LEASE_NAME": f"report-{namespace}",
+        # The production lease times: the restart below waits out the dead leader's lease (15s).
+        "INCIDENTOPS_LEASE_DURATION_SECONDS": "15",
+        "INCIDENTOPS_LEASE_RENEW_DEADLINE_SECONDS": "10",
+        "INCIDENTOPS_LEASE_RETRY_PERIOD_SECONDS": "2",
     }
     log = tmp_path / "operator.log"
     proc = OperatorProcess(operator_kubeconfig, operator_namespace, log, env=env)
@@ -224,7 +228,7 @@ def test_the_monthly_report_goes_out_once_across_a_sigkill_at_the_moment_it_is_d
         policy_ref = f"{namespace}/paging"
         eventually(
             "the operator to take the incidents",
-            lambda: all(incident(cluster, namespace, n)["status"].get("escalationPolicy") == policy_ref
+            lambda: all((incident(cluster, namespace, n).get("status") or {}).get("escalationPolicy") == policy_ref
                         for n in ("pay", "search", "batch")),
             timeout=30,
         )  # fmt: skip
