@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 # Debian packages the tests talk to as real peers, and lua5.4, which runs the Argo CD health checks
 # (deploy/argocd/) in tests/unit/test_argocd_health.py.
-DEBS ?= prometheus-alertmanager prometheus lua5.4
+DEBS ?= prometheus-alertmanager prometheus lua5.4 faketime
 PYTEST_ARGS ?=
 # Arguments of `incidentops dev`, e.g. DEV_ARGS=--with-alertmanager or DEV_ARGS=--quiet.
 DEV_ARGS ?=

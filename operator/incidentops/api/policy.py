@@ -70,12 +70,18 @@ __all__ = [
     "Guards",
     "ImpactEscalation",
     "Level",
+    "MonthlyReport",
+    "MonthlyReportStatus",
     "PagerDutyChannel",
     "PolicySelector",
     "PostmortemRequirement",
     "Remediation",
     "RemediationWhen",
     "Repeat",
+    "ReportDelivery",
+    "ReportSendState",
+    "Reports",
+    "ReportsStatus",
     "Severities",
     "SeveritySLA",
     "SlackChannel",
@@ -743,6 +749,26 @@ class AlertsPolicy(ApiModel):
     ``spec.source.previous``, and this one closes once any required post-mortem is done. Default 1h."""
 
 
+class MonthlyReport(ApiModel):
+    """The monthly incident report: on the first day of each month the operator sends the previous month's
+    report of the incidents this policy governs (``kubectl incident report --month``, as Markdown) to these
+    channels. Due at the start of the business day (``businessHours.start``) in the policy's time zone, or at
+    midnight UTC without business hours; the month is the calendar month of that time zone. Sent once per
+    month: ``status.reports.monthly`` records the month before the report goes out, and every copy of it
+    carries the same key."""
+
+    notify: ChannelList = Field(min_length=1)
+    """The channels to send it to: Slack, webhook or e-mail channels defined in ``channels`` (PagerDuty takes
+    pages, not reports)."""
+
+
+class Reports(ApiModel):
+    """Periodic reports of the incidents the policy governs."""
+
+    monthly: MonthlyReport | None = None
+    """The previous month's report, on the first day of each month. Default: none."""
+
+
 class RemediationWhen(ApiModel):
     """Which incidents a remediation applies to; every part given must match. Default: every incident."""
 
@@ -834,6 +860,11 @@ class EscalationPolicySpec(ApiModel):
                     "impactEscalation[].notify names a channel that is not defined in channels",
                 ),
                 cel(
+                    "!has(self.reports) || !has(self.reports.monthly) || self.reports.monthly.notify.all(c,"
+                    " has(self.channels) && self.channels.exists(ch, ch.name == c && !has(ch.pagerduty)))",
+                    "reports.monthly.notify names a channel that is not defined in channels, or a PagerDuty one",
+                ),
+                cel(
                     "!has(self.communications) || self.communications.notify.all(c,"
                     " has(self.channels) && self.channels.exists(ch, ch.name == c))",
                     "communications.notify names a channel that is not defined in channels",
@@ -922,6 +953,10 @@ class EscalationPolicySpec(ApiModel):
     )
     """Cost thresholds that notify more people (not yet acted on: impact escalation is not built yet)."""
 
+    reports: Reports | None = None
+    """Periodic reports of the incidents this policy governs (those whose ``status.escalationPolicy`` names
+    it). Default: none."""
+
     evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
     """What happens to evidence."""
 
@@ -939,6 +974,13 @@ class EscalationPolicySpec(ApiModel):
             raise ValueError("impactEscalation[].notify names a channel that is not defined in channels")
         if self.communications is not None and any(c not in defined for c in self.communications.notify):
             raise ValueError("communications.notify names a channel that is not defined in channels")
+        monthly = self.reports.monthly if self.reports is not None else None
+        if monthly is not None and any(
+            (ch := self.channel(c)) is None or ch.pagerduty is not None for c in monthly.notify
+        ):
+            raise ValueError(
+                "reports.monthly.notify names a channel that is not defined in channels, or a PagerDuty one"
+            )
         if self.business_hours is None:
             if any(level.during is During.BUSINESS_HOURS for level in self.levels):
                 raise ValueError("a level with during: businessHours needs the policy's businessHours")
@@ -998,6 +1040,69 @@ class ChannelHealth(ApiModel):
     """While Failing: the error that made it Failing (never a secret value)."""
 
 
+class ReportSendState(StrEnum):
+    """Where a periodic report is."""
+
+    SENDING = "Sending"
+    SENT = "Sent"
+
+
+class ReportDelivery(ApiModel):
+    """The report to one channel."""
+
+    name: ItemName
+    """The channel."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """Idempotency key: a hash of (policy uid, month, channel), the same for every copy sent."""
+
+    outcome: Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z]+$")]
+    """Pending (not delivered yet), Sent or Failed."""
+
+    attempts: int = Field(0, ge=0)
+    """Attempts so far."""
+
+    at: datetime.datetime | None = None
+    """When it was last attempted."""
+
+    message: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The error of the last failed attempt (never a secret value)."""
+
+
+class MonthlyReportStatus(ApiModel):
+    """The monthly report's record: written before the report goes out, so a restart neither skips a month
+    nor sends one under a second key."""
+
+    period: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}$", max_length=7)] | None = None
+    """The month being sent, or last sent (``2026-11``)."""
+
+    state: ReportSendState | None = None
+    """Sending: recorded, being delivered (after a restart the next leader sends it again, under the same
+    keys); Sent: every channel delivered or failed for good."""
+
+    recorded_at: datetime.datetime | None = None
+    """When ``period`` was recorded Sending: a channel that keeps failing is retried for
+    ``delivery_max_age_seconds`` from then (or from the due time, if later)."""
+
+    last_sent: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}$", max_length=7)] | None = None
+    """The latest month whose report was sent."""
+
+    sent_at: datetime.datetime | None = None
+    """When that report was sent."""
+
+    channels: list[ReportDelivery] = Field(
+        default_factory=list, max_length=16, json_schema_extra=list_type("map", "name")
+    )
+    """The report of ``period`` to each channel."""
+
+
+class ReportsStatus(ApiModel):
+    """The periodic reports' records."""
+
+    monthly: MonthlyReportStatus | None = None
+    """The monthly report."""
+
+
 class EscalationPolicyStatus(ApiModel):
     """What the operator observed about the policy."""
 
@@ -1019,6 +1124,9 @@ class EscalationPolicyStatus(ApiModel):
 
     active_incidents: int | None = Field(None, ge=0)
     """Open incidents under this policy."""
+
+    reports: ReportsStatus | None = None
+    """The periodic reports: which month was sent, to which channel, under which key."""
 
 
 class EscalationPolicy(ApiModel):

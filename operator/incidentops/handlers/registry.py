@@ -11,7 +11,8 @@ to ``kopf.operator()``. Each handler is a few lines of glue:
   other incident never waits for the operator.
 - EscalationPolicies: create/update/resume check the channel Secrets and
   health (``policies.py``, whose monitor also keeps the latest copy of each
-  policy to check again on its timer); any event re-evaluates the incidents
+  policy to check again on its timer); every event queues the policy's
+  monthly report (``reports.py``) at its next due time; any event re-evaluates the incidents
   the policy may apply to, so an incident that had no policy gets one as soon
   as it exists.
 """
@@ -31,11 +32,16 @@ from incidentops.handlers.actions import UndoFailed
 from incidentops.handlers.deps import Dependencies
 from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
+from incidentops.handlers.reports import MonthlyReports
 from incidentops.handlers.scheduler import Scheduler
 
 
 def build(
-    deps: Dependencies, scheduler: Scheduler, reconciler: Reconciler, monitor: PolicyMonitor
+    deps: Dependencies,
+    scheduler: Scheduler,
+    reconciler: Reconciler,
+    monitor: PolicyMonitor,
+    reports: MonthlyReports | None = None,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     # Policy generations seen, so that our own status writes on a policy (which do
@@ -98,8 +104,12 @@ def build(
         if event["type"] == "DELETED":
             generations.pop(uid, None)
             monitor.forget((namespace, body.metadata.name or ""))
+            if reports is not None:
+                reports.forget((namespace, body.metadata.name or ""))
         else:
             monitor.seen(dict(body))
+            if reports is not None:
+                reports.seen(dict(body))  # queued at its next monthly report (the initial listing rebuilds it)
             seen = generations.get(uid, -1)
             generations[uid] = generation
             if event["type"] is None or seen == generation:

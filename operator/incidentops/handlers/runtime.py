@@ -5,8 +5,8 @@ It logs in, builds the handler registry (``registry.py``) around the shared
 dependencies, and runs ``kopf.operator()`` standalone (no peering: high
 availability is a Lease, not Kopf's peering) beside the other long-running
 tasks of the process: the Alertmanager receiver, the metrics server and the
-leader's parts (Kopf, the escalation scheduler, the delivery queue, the action runner and the
-policies' periodic recheck) join the same loop as :class:`Task` entries.
+leader's parts (Kopf, the escalation scheduler, the delivery queue, the action runner, the
+policies' periodic recheck and their monthly reports) join the same loop as :class:`Task` entries.
 
 When any task fails, all of them stop, so the process exits non-zero and is
 restarted, instead of limping on with half its parts.
@@ -35,6 +35,7 @@ from incidentops.handlers.leader import ElectionSettings, LeadershipLost, LeaseE
 from incidentops.handlers.policies import PolicyMonitor
 from incidentops.handlers.reconciler import Reconciler
 from incidentops.handlers.refusals import RefusalReporter
+from incidentops.handlers.reports import MonthlyReports
 from incidentops.handlers.scheduler import Scheduler
 from incidentops.settings import Settings
 
@@ -123,12 +124,14 @@ async def run(
         max_age=datetime.timedelta(seconds=settings.delivery_max_age_seconds),
     )
     monitor = PolicyMonitor(deps)
-    reconciler = Reconciler(deps, Deliverer(deps, session, retry), monitor, rules)
+    deliverer = Deliverer(deps, session, retry)
+    reconciler = Reconciler(deps, deliverer, monitor, rules)
+    reports = MonthlyReports(deps, deliverer, reconciler.queue.lanes, rules, monitor)
     refusals = RefusalReporter(deps, reconciler.written)
     scheduler = Scheduler(
         reconciler.process, deps.clock, concurrency=settings.scheduler_concurrency, on_refusal=refusals.show
     )
-    registry = registry_module.build(deps, scheduler, reconciler, monitor)
+    registry = registry_module.build(deps, scheduler, reconciler, monitor, reports)
     stop_all = asyncio.Event()
     announced = asyncio.Event()
 
@@ -171,6 +174,7 @@ async def run(
             "deliveries": asyncio.create_task(reconciler.queue.run(leader_stop), name="deliveries"),
             "actions": asyncio.create_task(reconciler.actions.run(leader_stop), name="actions"),
             "policies": asyncio.create_task(monitor.run(leader_stop), name="policies"),
+            "reports": asyncio.create_task(reports.run(leader_stop), name="reports"),
         }
         ready_waiter = asyncio.create_task(kopf_ready.wait())
         stop_waiter = asyncio.create_task(leader_stop.wait())

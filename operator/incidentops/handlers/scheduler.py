@@ -82,7 +82,14 @@ class Scheduler:
         permanent_delay: float = 600.0,
         on_refusal: RefusalHook | None = None,
         draw: Callable[[], float] = random.random,
+        noun: str = "incident",
+        metered: bool = True,
     ) -> None:
+        """``noun`` names what the keys are in log lines; ``metered``: this is the incidents' queue, whose size
+        and failed looks are the scheduler's metrics (a queue of other things, such as the policies' monthly
+        reports, keeps out of them)."""
+        self._noun = noun
+        self._metered = metered
         self._process = process
         self._clock = clock
         self._heap: list[tuple[datetime.datetime, int, Key]] = []
@@ -114,15 +121,19 @@ class Scheduler:
             return
         self._next[key] = when
         heapq.heappush(self._heap, (when, next(self._seq), key))
-        metrics.SCHEDULER_QUEUE.set(len(self._next))
+        self._gauge()
         self._changed.set()
+
+    def _gauge(self) -> None:
+        if self._metered:
+            metrics.SCHEDULER_QUEUE.set(len(self._next))
 
     def forget(self, key: Key) -> None:
         """The incident is gone or Closed: nothing more to do for it."""
         self._next.pop(key, None)
         self._streaks.pop(key, None)
         self._not_before.pop(key, None)
-        metrics.SCHEDULER_QUEUE.set(len(self._next))
+        self._gauge()
 
     def scheduled(self, key: Key) -> datetime.datetime | None:
         return self._next.get(key)
@@ -135,7 +146,7 @@ class Scheduler:
                 continue  # superseded by an earlier or a later entry
             del self._next[key]
             due.append(key)
-        metrics.SCHEDULER_QUEUE.set(len(self._next))
+        self._gauge()
         return due
 
     def _seconds_to_next(self, now: datetime.datetime) -> float | None:
@@ -199,13 +210,14 @@ class Scheduler:
         self._not_before.pop(key, None)
         streak = self._streaks.pop(key, None)
         if streak is not None:
-            logger.info("incident %s/%s processed again after %d failed looks", *key, streak.failures)
+            logger.info("%s %s/%s processed again after %d failed looks", self._noun, *key, streak.failures)
 
     async def _failed(self, key: Key, exc: Exception) -> datetime.datetime:
         """Count, log and maybe show the failure; when to look again."""
         namespace, name = key
         kind = kube.error_kind(exc)
-        metrics.RECONCILE_ERRORS.labels(kind.value).inc()
+        if self._metered:
+            metrics.RECONCILE_ERRORS.labels(kind.value).inc()
         streak = self._streaks.get(key)
         if streak is None or streak.kind is not kind:
             streak = self._streaks[key] = _Streak(kind)
@@ -214,19 +226,20 @@ class Scheduler:
         if kind is kube.ErrorKind.PERMANENT:
             delay = self._permanent_delay
             retry = f"every {delay:g}s and when the incident changes"
-            logger.warning("incident %s/%s: %s; retried %s", namespace, name, kube.describe(exc), retry)
+            logger.warning("%s %s/%s: %s; retried %s", self._noun, namespace, name, kube.describe(exc), retry)
             if self._on_refusal is not None:
                 try:
                     await self._on_refusal(key, exc, retry)
                 except Exception:
                     # Never lose the incident from the queue over how its error is shown.
-                    logger.exception("incident %s/%s: showing the refusal failed", namespace, name)
+                    logger.exception("%s %s/%s: showing the refusal failed", self._noun, namespace, name)
             return self._clock() + datetime.timedelta(seconds=delay)
         delay = self._backoff.delay(streak.failures, self._draw())
         if kind is kube.ErrorKind.TEMPORARY:
             delay = max(delay, min(kube.retry_after(exc) or 0.0, self._backoff.maximum))
             logger.warning(
-                "incident %s/%s: %s (temporary, failure %d); retrying in %.1fs",
+                "%s %s/%s: %s (temporary, failure %d); retrying in %.1fs",
+                self._noun,
                 namespace,
                 name,
                 kube.describe(exc),
@@ -238,11 +251,13 @@ class Scheduler:
             return retry_at
         if streak.traceback_logged_for is not type(exc):
             streak.traceback_logged_for = type(exc)
-            logger.error("processing incident %s/%s failed; retrying in %.1fs", namespace, name, delay, exc_info=exc)
+            logger.error(
+                "processing %s %s/%s failed; retrying in %.1fs", self._noun, namespace, name, delay, exc_info=exc
+            )
         else:
             logger.error(
-                "processing incident %s/%s failed again (failure %d): %s (traceback logged at the first); "
-                "retrying in %.1fs",
+                "processing %s %s/%s failed again (failure %d): %s (traceback logged at the first); retrying in %.1fs",
+                self._noun,
                 namespace,
                 name,
                 streak.failures,

@@ -47,6 +47,7 @@ from incidentops.notify.base import (
     Notification,
     Outcome,
     RateLimit,
+    ReportMessage,
 )
 from incidentops.notify.email import EmailChannel
 from incidentops.notify.pagerduty import DEFAULT_URL as PAGERDUTY_URL
@@ -68,6 +69,7 @@ __all__ = [
     "PagerDutyChannel",
     "RateLimit",
     "RenderedMessage",
+    "ReportMessage",
     "RetryPolicy",
     "SlackChannel",
     "WebhookChannel",

@@ -38,6 +38,7 @@ __all__ = [
     "Outcome",
     "RateLimit",
     "Redactor",
+    "ReportMessage",
     "destination_id",
     "event_title",
     "url_secrets",
@@ -140,6 +141,29 @@ class Notification:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReportMessage:
+    """A policy's periodic report to one channel (``reports.monthly``): not about one incident, so not a
+    :class:`Notification`; sent by :meth:`Channel.send_report`.
+
+    ``key`` is the caller's idempotency key (a hash of the policy's uid, the period and the channel): a
+    report re-sent after a restart carries the same key, passed on as channels pass a notification's.
+    """
+
+    key: str
+    channel: str
+    policy: str
+    """The policy, ``namespace/name``."""
+    period: str
+    """The period reported on, e.g. ``2026-11``."""
+    subject: str
+    text: str
+    """The report in Markdown."""
+    at: datetime
+    data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    """The report as JSON (``kubectl incident report -o json``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """The result of one ``send``: what the caller writes to ``status.notifications[]``.
 
@@ -228,6 +252,10 @@ class Channel(Protocol):
 
     async def send(self, n: Notification) -> Outcome:
         """Deliver ``n`` (retrying as its :class:`RetryPolicy` says); never raises for a failed delivery."""
+        ...
+
+    async def send_report(self, r: ReportMessage) -> Outcome:
+        """Deliver the report ``r``, as :meth:`send` delivers a notification."""
         ...
 
 

@@ -45,7 +45,15 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Final
 
-from incidentops.notify.base import ChannelConfigError, Notification, Outcome, RateLimit, Redactor, destination_id
+from incidentops.notify.base import (
+    ChannelConfigError,
+    Notification,
+    Outcome,
+    RateLimit,
+    Redactor,
+    ReportMessage,
+    destination_id,
+)
 from incidentops.notify.retry import Attempt, Logger, RetryPolicy, run_with_retry
 from incidentops.notify.templates import render
 
@@ -88,6 +96,23 @@ def build_message(n: Notification, *, sender: str, to: Sequence[str]) -> EmailMe
     msg.set_content(rendered.text)
     if rendered.html is not None:
         msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+def build_report_message(r: ReportMessage, *, sender: str, to: Sequence[str]) -> EmailMessage:
+    """The e-mail for a policy's report: the Markdown as the text (it reads as plain text)."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = " ".join(r.subject.split())
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Date"] = email.utils.format_datetime(r.at if r.at.tzinfo else r.at.astimezone())
+    msg["Message-ID"] = message_id(r.key)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Incidentops-Key"] = r.key
+    msg["X-Incidentops-Event"] = "report"
+    msg["X-Incidentops-Policy"] = r.policy
+    msg["X-Incidentops-Period"] = r.period
+    msg.set_content(r.text)
     return msg
 
 
@@ -155,8 +180,13 @@ class EmailChannel:
         return f"EmailChannel(name={self.name!r}, host={self._host!r}, port={self._port}, to={len(self._to)})"
 
     async def send(self, n: Notification) -> Outcome:
-        msg = build_message(n, sender=self._sender, to=self._to)
+        return await self._send(build_message(n, sender=self._sender, to=self._to), f"{n.event} {n.key}")
 
+    async def send_report(self, r: ReportMessage) -> Outcome:
+        msg = build_report_message(r, sender=self._sender, to=self._to)
+        return await self._send(msg, f"report {r.period} {r.key}")
+
+    async def _send(self, msg: EmailMessage, what: str) -> Outcome:
         async def attempt() -> Attempt:
             # smtplib blocks: run it in a worker thread, never on the event loop.
             deadline = time.monotonic() + self._timeout
@@ -168,7 +198,7 @@ class EmailChannel:
         return await run_with_retry(
             attempt,
             self._retry,
-            what=f"email channel {self.name!r}: {n.event} {n.key}",
+            what=f"email channel {self.name!r}: {what}",
             redactor=self._redactor,
             log=self._log,
         )

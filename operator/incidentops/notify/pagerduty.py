@@ -47,7 +47,15 @@ from typing import Any, Final
 
 import aiohttp
 
-from incidentops.notify.base import IncidentRef, Notification, Outcome, RateLimit, Redactor, destination_id
+from incidentops.notify.base import (
+    IncidentRef,
+    Notification,
+    Outcome,
+    RateLimit,
+    Redactor,
+    ReportMessage,
+    destination_id,
+)
 from incidentops.notify.retry import Logger, RetryPolicy, post_with_retry
 from incidentops.notify.templates import render
 from incidentops.notify.webhook import encode
@@ -181,6 +189,10 @@ class PagerDutyChannel:
 
     def __repr__(self) -> str:
         return f"PagerDutyChannel(name={self.name!r})"
+
+    async def send_report(self, r: ReportMessage) -> Outcome:
+        """PagerDuty takes pages, not reports (a policy cannot name it in ``reports``): refused, never sent."""
+        return Outcome(delivered=False, attempts=0, reason="PagerDuty channels take pages, not reports")
 
     async def send(self, n: Notification) -> Outcome:
         event = pagerduty_event(n, self._routing_key, source=self._source)

@@ -23,12 +23,28 @@ from typing import Any, Final
 
 import aiohttp
 
-from incidentops.notify.base import Notification, Outcome, RateLimit, Redactor, destination_id, url_secrets
+from incidentops.notify.base import (
+    Notification,
+    Outcome,
+    RateLimit,
+    Redactor,
+    ReportMessage,
+    destination_id,
+    url_secrets,
+)
 from incidentops.notify.retry import Logger, RetryPolicy, post_with_retry
 from incidentops.notify.templates import SEVERITY_LABELS, RenderedMessage, format_ts, render
 from incidentops.notify.webhook import encode
 
-__all__ = ["HEADER_MAX", "RATE_LIMIT", "SECTION_MAX", "SlackChannel", "escape_mrkdwn", "slack_payload"]
+__all__ = [
+    "HEADER_MAX",
+    "RATE_LIMIT",
+    "SECTION_MAX",
+    "SlackChannel",
+    "escape_mrkdwn",
+    "slack_payload",
+    "slack_report_payload",
+]
 
 HEADER_MAX: Final = 150  # Block Kit: header text
 SECTION_MAX: Final = 3000  # Block Kit: section text
@@ -94,6 +110,28 @@ def slack_payload(n: Notification, message: RenderedMessage) -> dict[str, Any]:
     }
 
 
+def slack_report_payload(r: ReportMessage) -> dict[str, Any]:
+    """The incoming-webhook JSON for a policy's report: the Markdown as a preformatted section (Slack's
+    mrkdwn has no tables), cut to what a section holds; the whole report goes to the other channels."""
+    text = escape_mrkdwn(r.text)
+    fence = "```"
+    body = _truncate(text, SECTION_MAX - 2 * len(fence) - 2)
+    return {
+        "text": _truncate(r.subject, TEXT_MAX),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": _truncate(r.subject, HEADER_MAX)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{fence}\n{body}\n{fence}"}},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": escape_mrkdwn(f"policy {r.policy} \u00b7 {r.period}")},
+                    {"type": "mrkdwn", "text": f"key `{escape_mrkdwn(r.key)}`"},
+                ],
+            },
+        ],
+    }
+
+
 class SlackChannel:
     """Posts every notification to one Slack incoming webhook."""
 
@@ -121,14 +159,19 @@ class SlackChannel:
         return f"SlackChannel(name={self.name!r})"
 
     async def send(self, n: Notification) -> Outcome:
-        body = encode(slack_payload(n, render(n.event, n)))
+        return await self._post(encode(slack_payload(n, render(n.event, n))), n.key, f"{n.event} {n.key}")
+
+    async def send_report(self, r: ReportMessage) -> Outcome:
+        return await self._post(encode(slack_report_payload(r)), r.key, f"report {r.period} {r.key}")
+
+    async def _post(self, body: bytes, key: str, what: str) -> Outcome:
         return await post_with_retry(
             self._session,
             self._url,
             body=body,
-            headers=lambda: {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": n.key},
+            headers=lambda: {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key},
             policy=self._retry,
-            what=f"slack channel {self.name!r}: {n.event} {n.key}",
+            what=f"slack channel {self.name!r}: {what}",
             redactor=self._redactor,
             log=self._log,
         )

@@ -50,7 +50,15 @@ from typing import Any, Final
 
 import aiohttp
 
-from incidentops.notify.base import Notification, Outcome, RateLimit, Redactor, destination_id, url_secrets
+from incidentops.notify.base import (
+    Notification,
+    Outcome,
+    RateLimit,
+    Redactor,
+    ReportMessage,
+    destination_id,
+    url_secrets,
+)
 from incidentops.notify.retry import Logger, RetryPolicy, post_with_retry
 from incidentops.notify.templates import RenderedMessage, render
 
@@ -59,6 +67,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookChannel",
+    "report_payload",
     "sign",
     "verify_signature",
     "webhook_payload",
@@ -114,6 +123,23 @@ def webhook_payload(n: Notification, message: RenderedMessage) -> dict[str, Any]
             "url": i.url,
         },
         "details": dict(n.details),
+    }
+
+
+def report_payload(r: ReportMessage) -> dict[str, Any]:
+    """The JSON document POSTed for a policy's report: ``event`` is ``report``, ``message`` the Markdown,
+    ``report`` the report as ``kubectl incident report -o json`` prints it."""
+    return {
+        "version": PAYLOAD_VERSION,
+        "event": "report",
+        "key": r.key,
+        "at": r.at.isoformat(),
+        "channel": r.channel,
+        "policy": r.policy,
+        "period": r.period,
+        "subject": r.subject,
+        "message": r.text,
+        "report": dict(r.data),
     }
 
 
@@ -188,10 +214,14 @@ class WebhookChannel:
 
     async def send(self, n: Notification) -> Outcome:
         message = render(n.event, n)
-        body = encode(webhook_payload(n, message))
+        return await self._post(encode(webhook_payload(n, message)), n.key, f"{n.event} {n.key}")
 
+    async def send_report(self, r: ReportMessage) -> Outcome:
+        return await self._post(encode(report_payload(r)), r.key, f"report {r.period} {r.key}")
+
+    async def _post(self, body: bytes, key: str, what: str) -> Outcome:
         def headers() -> dict[str, str]:
-            hdrs = {"Content-Type": "application/json", "Idempotency-Key": n.key}
+            hdrs = {"Content-Type": "application/json", "Idempotency-Key": key}
             if self._secret is not None:
                 timestamp = str(int(self._clock()))
                 hdrs[TIMESTAMP_HEADER] = timestamp
@@ -204,7 +234,7 @@ class WebhookChannel:
             body=body,
             headers=headers,
             policy=self._retry,
-            what=f"webhook channel {self.name!r}: {n.event} {n.key}",
+            what=f"webhook channel {self.name!r}: {what}",
             redactor=self._redactor,
             log=self._log,
         )

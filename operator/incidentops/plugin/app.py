@@ -22,6 +22,9 @@ import aiohttp
 from pydantic import ValidationError
 
 from incidentops import kube
+from incidentops.api import EscalationPolicy
+from incidentops.domain import report as domain_report
+from incidentops.domain import report_text
 from incidentops.kube import INCIDENTS, Connection
 from incidentops.plugin import args as cli_args
 from incidentops.plugin import evidence, logic, receiver, render, scenario
@@ -121,6 +124,15 @@ class Session:
             if exc.status in (403, 404):
                 return None
             raise PluginError(explain(exc, Request("list", "events", self.namespace))) from exc
+
+    async def policy(self, namespace: str, name: str) -> Body | None:
+        """An EscalationPolicy, or None when it is gone or cannot be read (the report then uses the defaults)."""
+        try:
+            return await kube.read(self.conn.api, kube.POLICIES, namespace, name)
+        except kube.ApiError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise PluginError(explain(exc, Request("get", "escalationpolicies", namespace, name))) from exc
 
     async def identity(self) -> str:
         """Who the API server says the caller is (SelfSubjectReview), asked once per invocation."""
@@ -525,6 +537,42 @@ async def cmd_drill(session: Session, args: argparse.Namespace) -> int:
     return await _alert_drill(session, args, start)
 
 
+async def _policies(session: Session, names: set[str]) -> tuple[dict[str, EscalationPolicy], list[str]]:
+    """The policies the incidents name (``namespace/name``), read one by one (no list right needed); those
+    that cannot be read, for a note (their incidents are held to the default targets)."""
+    found: dict[str, EscalationPolicy] = {}
+    missing: list[str] = []
+    for ref in sorted(names):
+        namespace, _, name = ref.partition("/")
+        body = await session.policy(namespace, name)
+        try:
+            found[ref] = EscalationPolicy.model_validate(body)
+        except ValidationError:
+            missing.append(ref)
+    return found, missing
+
+
+async def cmd_report(session: Session, args: argparse.Namespace) -> int:
+    now = session.now()
+    if args.month is not None:
+        period = domain_report.month_period(*args.month)
+    else:
+        since = args.since or "30d"
+        period = domain_report.since_period(domain_report.parse_since(since), now, since)
+    items = await session.list_incidents(args.all_namespaces)
+    names = {ref for item in items if isinstance(ref := (item.get("status") or {}).get("escalationPolicy"), str)}
+    policies, missing = await _policies(session, names)
+    if missing:
+        _err(f"Note: policies {', '.join(missing)} could not be read; their incidents are held to the default targets.")
+    scope = "all namespaces" if args.all_namespaces else f"namespace {session.namespace}"
+    result = domain_report.build(items, period, now, policies=policies, scope=scope)
+    if args.output == "json":
+        _out(render.dump(result.model_dump(mode="json"), "json"))
+    else:
+        _out(report_text.markdown(result).rstrip("\n"))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "describe": cmd_describe,
@@ -539,6 +587,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "release": cmd_release,
     "evidence": cmd_evidence,
     "drill": cmd_drill,
+    "report": cmd_report,
 }
 
 

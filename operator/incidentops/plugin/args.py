@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from incidentops.api import IncidentType, Severity, parse_duration
+from incidentops.domain import report as domain_report
 from incidentops.plugin.logic import is_valid_name
 
 SEVERITIES = tuple(s.value for s in Severity)
@@ -21,7 +22,7 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 DESCRIPTION = (
     "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve;"
-    " their actions: actions, approve, undo, release; their evidence; and drills."
+    " their actions: actions, approve, undo, release; their evidence; drills; and the incident report."
 )
 EPILOG = """\
 examples:
@@ -37,6 +38,7 @@ examples:
   kubectl incident drill start --scenario examples/drills/checkout-gameday.yaml \
       --receiver http://127.0.0.1:8080 --token-file ./receiver-token
   kubectl incident drill list -A
+  kubectl incident report --month 2026-11 -A
 """
 DEFAULT_DRILL_TIMEOUT = 60.0
 
@@ -76,6 +78,23 @@ def incident_type(value: str) -> str:
     if lower not in TYPES:
         raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(TYPES)}")
     return lower
+
+
+def report_length(value: str) -> str:
+    """``--since``: a length of time (``30d``), checked here; the period is made from it at run time."""
+    try:
+        domain_report.parse_since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def report_month(value: str) -> tuple[int, int]:
+    """``--month``: ``YYYY-MM``."""
+    try:
+        return domain_report.parse_month(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def request_timeout(value: str) -> float:
@@ -119,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(root, suppress=False)
     commands = root.add_subparsers(
         dest="command",
-        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence,drill}",
+        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence,drill,report}",
         required=True,
     )
 
@@ -228,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     drill_list = drill_command("list", "list drill incidents", aliases=("ls",))
     drill_list.add_argument("-A", "--all-namespaces", action="store_true", help="list drills of every namespace")
     drill_list.add_argument("-o", "--output", choices=("json", "yaml", "wide"), help="output format")
+    report = command("report", "the incident report of a period: counts, MTTA/MTTR against targets, breaches, ...")
+    period = report.add_mutually_exclusive_group()
+    period.add_argument(
+        "--since", type=report_length, metavar="LENGTH", help="the period up to now, e.g. 30d, 12h, 2w (default 30d)"
+    )
+    period.add_argument("--month", type=report_month, metavar="YYYY-MM", help="a calendar month (UTC), e.g. 2026-11")
+    report.add_argument("-A", "--all-namespaces", action="store_true", help="the incidents of every namespace")
+    report.add_argument("-o", "--output", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
     return root
 
 

@@ -181,7 +181,11 @@ def parse_webhook(channel: str, body: Mapping[str, Any]) -> SinkMessage:
         channel=channel,
         event=str(body.get("event", "?")),
         level=body.get("levelName") or (str(body["level"]) if body.get("level") is not None else None),
-        incident=f"{incident.get('namespace', '?')}/{incident.get('name', '?')}",
+        incident=(
+            f"policy {body.get('policy', '?')}"  # a policy's report, about no one incident
+            if body.get("event") == "report"
+            else f"{incident.get('namespace', '?')}/{incident.get('name', '?')}"
+        ),
         headline=_first_line(body.get("subject") or body.get("message")),
     )
 

@@ -298,6 +298,18 @@ CEL_CASES: tuple[CelCase, ...] = (
         "a webhook sets exactly one of url and urlSecretRef",
     ),
     CelCase(
+        "monthly-report-unknown-channel",
+        "EscalationPolicy",
+        _pol(_set("reports", {"monthly": {"notify": ["hook", "nowhere"]}})),
+        "reports.monthly.notify names a channel that is not defined in channels, or a PagerDuty one",
+    ),
+    CelCase(
+        "monthly-report-to-pagerduty",
+        "EscalationPolicy",
+        _pol(_set("reports", {"monthly": {"notify": ["pager"]}})),
+        "reports.monthly.notify names a channel that is not defined in channels, or a PagerDuty one",
+    ),
+    CelCase(
         "communications-unknown-channel",
         "EscalationPolicy",
         _pol(_set("communications.notify", ["nowhere"])),

@@ -152,17 +152,34 @@ WEBHOOK_INCIDENT = {
 }
 
 
+def _strings_and_time(payload: dict[str, Any], *names: str) -> list[str]:
+    problems = [
+        f"{name} must be a non-empty string"
+        for name in ("key", "message", "subject", "channel", *names)
+        if not isinstance(payload.get(name), str) or not payload[name]
+    ]
+    if not _is_datetime(payload.get("at")):
+        problems.append("at must be an RFC 3339 date-time")
+    return problems
+
+
+def check_report_payload(payload: dict[str, Any]) -> list[str]:
+    """A policy's periodic report (``event: report``): no incident, the period and the report instead."""
+    problems = _strings_and_time(payload, "policy", "period")
+    if not isinstance(payload.get("report"), dict):
+        problems.append("report must be an object")
+    return problems
+
+
 def check_webhook_payload(payload: Any) -> list[str]:
     if not isinstance(payload, dict):
         return ["payload is not an object"]
+    if payload.get("event") == "report":
+        return check_report_payload(payload)
     problems: list[str] = []
     if payload.get("event") not in EVENTS:
         problems.append(f"event {payload.get('event')!r} unknown")
-    for name in ("key", "message", "subject", "channel"):
-        if not isinstance(payload.get(name), str) or not payload[name]:
-            problems.append(f"{name} must be a non-empty string")
-    if not _is_datetime(payload.get("at")):
-        problems.append("at must be an RFC 3339 date-time")
+    problems += _strings_and_time(payload)
     if not isinstance(payload.get("drill"), bool):
         problems.append("drill must be a boolean")
     if "level" not in payload or not (payload["level"] is None or isinstance(payload["level"], int)):
