@@ -26,6 +26,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from incidentops.testing import build
 
@@ -70,6 +73,23 @@ SOURCES: tuple[Source, ...] = (
         ),
     ),
 )
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads a plain ``=`` (a matchType of the AlertmanagerConfig's enum) as its `value` tag."""
+
+
+def _string(loader: _Loader, node: yaml.Node) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", _string)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """One of the CRD files, read as the API server reads it (``=`` is a string)."""
+    crd: dict[str, Any] = yaml.load(path.read_text(), Loader=_Loader)
+    return crd
 
 
 def download(source: Source, *, go: str = "go") -> Path:

@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import yaml
 
 from incidentops.testing import build, peer_crds
 from tests.unit.chart.helm import FULL_VALUES, template
@@ -15,13 +14,15 @@ from tests.unit.chart.helm import FULL_VALUES, template
 def test_they_define_every_kind_of_their_groups_the_chart_renders() -> None:
     served = set()
     for path in peer_crds.crd_files():
-        crd = yaml.safe_load(path.read_text())
+        crd = peer_crds.load(path)
         assert crd["kind"] == "CustomResourceDefinition", path
         spec = crd["spec"]
         served |= {(f"{spec['group']}/{v['name']}", spec["names"]["kind"]) for v in spec["versions"] if v["served"]}
     # The full values with the receiver's certificate from cert-manager, as tests/e2e/test_chart.py installs them.
     objects = template("-f", str(FULL_VALUES), "--set", "receiver.tls.existingSecret=")
-    peers = {(o["apiVersion"], o["kind"]) for o in objects if o["apiVersion"].split("/")[0].endswith((".com", ".io"))}
+    groups = {version.split("/")[0] for version, _ in served}
+    assert groups == {"monitoring.coreos.com", "cert-manager.io"}
+    peers = {(o["apiVersion"], o["kind"]) for o in objects if o["apiVersion"].split("/")[0] in groups}
     assert {kind for _, kind in peers} == {"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig", "Certificate"}
     assert peers <= served
     # What a Certificate's issuerRef may name.
