@@ -78,11 +78,14 @@ def peer_crds(cluster: controlplane.ControlPlane) -> None:
     AlertmanagerConfig's. A CRD the cluster already has (on USE_EXISTING_CLUSTER, its operator's) is left as
     it is.
     """
-    for path in crd_files():
-        crd = load(path)
-        name = crd["metadata"]["name"]
-        if cluster.kubectl("get", "crd", name, check=False).returncode != 0:
-            cluster.kubectl("create", "-f", str(path))
+    crds = {path: load(path) for path in crd_files()}
+    missing = [
+        p for p, crd in crds.items() if cluster.kubectl("get", "crd", crd["metadata"]["name"], check=False).returncode
+    ]
+    if missing:
+        # All in one kubectl call, then waited for: the six are served in 9 s here, 15 s one after the other.
+        cluster.kubectl("create", *(arg for path in missing for arg in ("-f", str(path))))
+    for crd in crds.values():
         # Served once listed; not `kubectl wait --for=condition=Established`, which fails, not waits, on a CRD
         # that has no conditions yet (as a large one may have for a moment).
         wait_until_listed(cluster, crd)
