@@ -268,7 +268,16 @@ def test_the_full_values_are_accepted_by_the_api_server(
         spec = get_json(cluster, "deployment", deployment, "-n", release.namespace)["spec"]["template"]["spec"]
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
         assert env["INCIDENTOPS_WATCH_NAMESPACES"] == ",".join([*watched, release.namespace])
-        assert json.dumps(spec["volumes"]).count("alertmanager-token") == 1
+        # The existing token Secret, mounted for the token and for the previous one of a rotation (optional).
+        mounted = {
+            v["name"]: v["secret"]
+            for v in spec["volumes"]
+            if v.get("secret", {}).get("secretName") == "alertmanager-token"
+        }
+        assert {name: s.get("optional", False) for name, s in mounted.items()} == {
+            "receiver-token": False,
+            "receiver-previous-token": True,
+        }
         assert spec["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     finally:
         release.helm("uninstall", release.name, "--wait", "--timeout", "60s", check=False)
