@@ -36,10 +36,13 @@ debs:
 	fi
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# kwok and helm from pinned Go modules into ~/.cache/incidentops (skipped when cached).
+# kwok and helm from pinned Go modules into ~/.cache/incidentops (skipped when cached),
+# and copies there the CRDs of prometheus-operator and cert-manager that the chart's
+# tests apply, from those projects' pinned Go modules.
 controlplane: venv
 	@command -v go >/dev/null || { echo "error: Go is needed to build the control plane (https://go.dev/doc/install)"; exit 1; }
 	$(PY) -m incidentops.testing.build
+	$(PY) -m incidentops.testing.peer_crds
 
 dev: install
 	$(BIN)/incidentops dev $(DEV_ARGS)

@@ -152,7 +152,7 @@ def cache_key(module: str, go: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One build of a module at a time, across processes (parallel test runs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
@@ -168,7 +168,7 @@ def build_module(module: str, *, go: str = "go", log: bool = True) -> Path:
     key = cache_key(module, go)
     target = cache_root() / "controlplane" / key
     components = [c for c in COMPONENTS if c.module == module]
-    with _locked(cache_root() / "controlplane" / f"{module}.lock"):
+    with locked(cache_root() / "controlplane" / f"{module}.lock"):
         if all((target / c.name).is_file() for c in components):
             return target
         if log:

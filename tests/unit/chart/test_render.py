@@ -1,4 +1,8 @@
-"""The chart rendered without a cluster: lint, the default and the full values, what each object says."""
+"""The chart rendered without a cluster: lint, the default and the full values, what each object says.
+
+Whether the API server takes the same objects, those of prometheus-operator's and cert-manager's CRDs too,
+is tests/e2e/test_chart.py's question.
+"""
 
 from __future__ import annotations
 
