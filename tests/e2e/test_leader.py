@@ -60,6 +60,12 @@ def test_only_the_leader_pages_and_the_standby_takes_over(
     )
     t0 = declare(cluster, namespace, "ha", severity="P1")
     wait_event(receivers, "ha", "triggered", "on-call")
+    # Recorded in status before the kill: a page sent but not yet recorded is re-sent under its key
+    # by the next leader (at least once, test_a_sigkill_mid_chain...), which is not this test's subject.
+    eventually(
+        "the first page recorded",
+        lambda: (get_json(cluster, "incident", "ha", "-n", namespace).get("status") or {}).get("notifications"),
+    )
 
     operator.kill()  # the leader dies without releasing the Lease
     second = wait_event(receivers, "ha", "escalated", "second", timeout=60)
