@@ -9,7 +9,7 @@ import pytest
 from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.common import ConditionStatus, Severity
-from incidentops.api.incident import AlertsStatus, Phase, PostmortemState, PostmortemStatus
+from incidentops.api.incident import AlertsStatus, Phase, PostmortemState
 from incidentops.domain.alertgroups import with_fired_at
 from incidentops.domain.lifecycle import episode_facts, postmortem_outstanding, start_episode
 from incidentops.domain.plan import plan
