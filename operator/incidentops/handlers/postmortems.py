@@ -71,6 +71,10 @@ def configmap(
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "immutable": True, "data": data}
 
 
+class NotOurs(Exception):
+    """A ConfigMap of the draft's name exists and is another incident's: nothing is taken over."""
+
+
 class PostmortemWriter:
     def __init__(self, api: kube.ApiClient, ledger: Ledger, clock: Callable[[], datetime.datetime]) -> None:
         self.api = api
@@ -118,6 +122,8 @@ class PostmortemWriter:
             await self._store(key, incident, selection)
         except asyncio.CancelledError:
             raise
+        except NotOurs as exc:
+            logger.warning("post-mortem draft of %s/%s: %s", *key, exc)
         except Exception as exc:
             # Not lost: the state stays Pending and the next look (the settle wake-up, the due time, any
             # change) submits it again.
@@ -174,4 +180,4 @@ class PostmortemWriter:
         existing = await kube.get_object(self.api, kube.CONFIGMAPS, namespace, name)
         annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
         if existing is None or annotations.get(UID_ANNOTATION) != uid:
-            raise RuntimeError(f"ConfigMap {namespace}/{name} exists and is not this incident's draft")
+            raise NotOurs(f"ConfigMap {namespace}/{name} exists and is not this incident's draft")
