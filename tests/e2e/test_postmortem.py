@@ -16,27 +16,26 @@ from tests.e2e.conftest import eventually, get_json
 from tests.e2e.receivers import Receivers
 from tests.e2e.test_actions import events, incident_of, settled, two_revisions
 from tests.e2e.test_escalation import declare, install_policy, plugin, scrape, wait_event, webhook_events
-
-SECTIONS = (
-    "## Summary",
-    "## Impact",
-    "## Timeline",
-    "### Pages and notifications",
-    "### Actions",
-    "## Root Cause",
-    "## Resolution",
-    "## Response Times",
-    "## Evidence",
-    "## Roles",
-    "## What Went Well",
-    "## What Went Poorly",
-    "## Action Items",
-    "## Lessons Learned",
-)
+from tests.unit.notify.test_postmortem import SECTIONS
 
 
 def postmortem_of(cluster: controlplane.ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     return (incident_of(cluster, namespace, name).get("status") or {}).get("postmortem") or {}
+
+
+def rollback_policy(
+    cluster: controlplane.ControlPlane, namespace: str, receivers: Receivers, severity: str, **spec: Any
+) -> None:
+    """The Deployment `cart` at revision 2, and a policy that pages `hook` at once and rolls `cart` back."""
+    two_revisions(cluster, namespace, "cart")
+    install_policy(
+        cluster,
+        namespace,
+        receivers,
+        levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}],
+        remediation=[{"when": {"severities": [severity]}, "actions": [{"name": "rollback-cart", "rollback": {}}]}],
+        **spec,
+    )
 
 
 def overdue_gauge(operator: OperatorProcess) -> float:
@@ -46,13 +45,11 @@ def overdue_gauge(operator: OperatorProcess) -> float:
 def test_a_resolved_p1_gets_its_draft_goes_overdue_is_reminded_once_and_closes_when_completed(
     cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
 ) -> None:
-    two_revisions(cluster, namespace, "cart")
-    install_policy(
+    rollback_policy(
         cluster,
         namespace,
         receivers,
-        levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}],
-        remediation=[{"when": {"severities": ["P1"]}, "actions": [{"name": "rollback-cart", "rollback": {}}]}],
+        "P1",
         severities={"P1": {"postmortemWithin": "20s"}},
         alerts={"reopenWindow": "2s"},
     )
@@ -160,14 +157,7 @@ def test_a_resolved_p1_gets_its_draft_goes_overdue_is_reminded_once_and_closes_w
 def test_a_resolved_drill_gets_its_assessment_with_pass_or_fail_per_target(
     cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str, receivers: Receivers
 ) -> None:
-    two_revisions(cluster, namespace, "cart")
-    install_policy(
-        cluster,
-        namespace,
-        receivers,
-        levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}],
-        remediation=[{"when": {"severities": ["P2"]}, "actions": [{"name": "rollback-cart", "rollback": {}}]}],
-    )
+    rollback_policy(cluster, namespace, receivers, "P2")
     declare(
         cluster,
         namespace,

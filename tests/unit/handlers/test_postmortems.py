@@ -13,11 +13,12 @@ import pytest
 from incidentops import kube
 from incidentops.api import Incident, reasons
 from incidentops.api.incident import IncidentStatus, PostmortemState
-from incidentops.api.policy import PostmortemPolicy
+from incidentops.api.policy import EscalationPolicy
 from incidentops.domain.decisions import Transition
 from incidentops.domain.selection import Selection
 from incidentops.handlers.postmortems import UID_ANNOTATION, PostmortemWriter
 from tests.unit.domain.builders import Simulation, at, incident, level, mark, policy
+from tests.unit.handlers.test_actions import MemoryLedger
 from tests.unit.kubefake import api_error
 
 
@@ -42,16 +43,10 @@ class ConfigMaps:
         return self.objects.get((namespace, name))
 
 
-class Ledger:
-    """The reconciler's side: the incident as it is, written by ``compute``; ``crash`` fails the next write."""
+class Ledger(MemoryLedger):
+    """The reconciler's side (the action runner tests'), whose next write can fail as a crash would."""
 
-    def __init__(self, inc: Incident) -> None:
-        self.incident = inc
-        self.crash = False
-        self.transitions: list[Transition] = []
-
-    async def seen(self, key: Any) -> None:
-        return None
+    crash: bool = False
 
     async def change(
         self,
@@ -63,16 +58,14 @@ class Ledger:
         if self.crash:
             self.crash = False
             raise ConnectionResetError("the operator died between the ConfigMap and the status")
-        status = compute(self.incident)
-        if status is None:
-            return None
-        self.incident = self.incident.model_copy(update={"status": status})
-        self.transitions += transitions
-        return self.incident
+        return await super().change(key, uid, compute, transitions)
 
 
-def resolved(**policy_args: Any) -> tuple[Incident, Selection]:
-    sim = Simulation(incident(severity="P1"), [policy(levels=[level("on-call")], **policy_args)])
+def resolved(**spec: Any) -> tuple[Incident, Selection]:
+    """A P1 resolved at 10m under a policy with ``spec`` added (camelCase keys, as in YAML)."""
+    base = policy(levels=[level("on-call")]).to_dict()
+    base["spec"].update(spec)
+    sim = Simulation(incident(severity="P1"), [EscalationPolicy.model_validate(base)])
     sim.step(at(0))
     sim.edit(resolution=mark(10, summary="rolled back"))
     sim.step(at(10))
@@ -100,7 +93,7 @@ async def test_a_crash_between_the_configmap_and_the_status_leaves_one_draft(mon
     assert state is not None and state.state is PostmortemState.DRAFT
     assert [name for _, name in configmaps.objects] == [state.ref]
     assert configmaps.creates == 2
-    assert [t.reason for t in ledger.transitions] == [reasons.POSTMORTEM_DRAFTED]
+    assert [t.reason for t in ledger.events] == [reasons.POSTMORTEM_DRAFTED]
     # Recorded: nothing more to write.
     pm.submit(("team", "inc"), ledger.incident, selection, settled=True)
     await pm.drain()
@@ -128,21 +121,9 @@ async def test_a_configmap_of_that_name_that_is_not_the_incidents_is_not_taken(m
 
 async def test_without_retained_evidence_the_incident_owns_its_draft(monkeypatch: pytest.MonkeyPatch) -> None:
     configmaps = ConfigMaps(monkeypatch)
-    p = policy(levels=[level("on-call")])
-    p = p.model_copy(
-        update={
-            "spec": p.spec.model_copy(
-                update={"evidence": p.spec.evidence.model_copy(update={"retain_on_delete": False})}
-            )
-        }
-    )
-    sim = Simulation(incident(severity="P1"), [p])
-    sim.step(at(0))
-    sim.edit(resolution=mark(10))
-    sim.step(at(10))
-    ledger = Ledger(sim.incident)
-    pm = writer(ledger)
-    pm.submit(("team", "inc"), sim.incident, sim.selection(), settled=True)
+    inc, selection = resolved(evidence={"retainOnDelete": False})
+    pm = writer(Ledger(inc))
+    pm.submit(("team", "inc"), inc, selection, settled=True)
     await pm.drain()
     [body] = configmaps.objects.values()
     assert body["metadata"]["ownerReferences"] == [
@@ -165,26 +146,19 @@ async def test_not_before_the_response_settles_or_settle_passes(monkeypatch: pyt
 
 async def test_a_missing_template_configmap_falls_back_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     configmaps = ConfigMaps(monkeypatch)
-    p = policy(levels=[level("on-call")])
-    p = p.model_copy(
-        update={"spec": p.spec.model_copy(update={"postmortems": PostmortemPolicy(template_config_map="pm-templates")})}
-    )
-    sim = Simulation(incident(severity="P1"), [p])
-    sim.step(at(0))
-    sim.edit(resolution=mark(10))
-    sim.step(at(10))
-    ledger = Ledger(sim.incident)
+    inc, selection = resolved(postmortems={"templateConfigMap": "pm-templates"})
+    ledger = Ledger(inc)
     pm = writer(ledger)
-    pm.submit(("team", "inc"), sim.incident, sim.selection(), settled=True)
+    pm.submit(("team", "inc"), inc, selection, settled=True)
     await pm.drain()
-    assert [t.reason for t in ledger.transitions] == [reasons.POSTMORTEM_DRAFTED, reasons.POSTMORTEM_TEMPLATE_FAILED]
-    assert "pm-templates does not exist" in ledger.transitions[1].message
+    assert [t.reason for t in ledger.events] == [reasons.POSTMORTEM_DRAFTED, reasons.POSTMORTEM_TEMPLATE_FAILED]
+    assert "pm-templates does not exist" in ledger.events[1].message
     # And one that exists is used.
     configmaps.objects[("incidentops", "pm-templates")] = {"data": {"postmortem.md.j2": "# {{ pm.incident.title }}"}}
-    ledger2 = Ledger(sim.incident)
+    ledger2 = Ledger(inc)
     pm2 = PostmortemWriter(api=None, ledger=ledger2, clock=lambda: at(11))  # type: ignore[arg-type]
     configmaps.objects = {k: v for k, v in configmaps.objects.items() if k[0] == "incidentops"}
-    pm2.submit(("team", "inc"), sim.incident, sim.selection(), settled=True)
+    pm2.submit(("team", "inc"), inc, selection, settled=True)
     await pm2.drain()
     draft = next(v for k, v in configmaps.objects.items() if k[0] == "team")
     assert draft["data"]["postmortem.md"] == "# Checkout is down\n"
