@@ -8,6 +8,11 @@ Events, hands ``Plan.due`` to the delivery queue, and requeues at
 ``Plan.wake_at``; the queue folds each outcome back with
 :func:`record_deliveries` (through ``delivery.record_outcomes``).
 
+After the resolution ``domain.postmortem`` adds the post-mortem's state
+(``status.postmortem``), its overdue reminders (in ``due``, after the rest)
+and a drill's assessment (``status.assessment``); the draft itself is written
+apart from the look (``handlers/postmortems.py``).
+
 Guarantees (tested as properties in ``tests/unit/domain``):
 
 - Idempotent: the same inputs and ``now`` give the same plan; planning on the

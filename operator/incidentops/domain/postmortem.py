@@ -263,11 +263,7 @@ def decide(
             due_by=due_by,
             state=state,
             episode=facts.episode,
-            reminded_at=reminded_at
-            if state is not PostmortemState.DONE
-            else previous.reminded_at
-            if previous
-            else None,
+            reminded_at=reminded_at,
         ),
         assessment=None,
         due=tuple(due),
