@@ -7,6 +7,7 @@ The real operator, the real control plane, the real receivers; every wait polls 
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -112,12 +113,28 @@ def test_a_resolved_p1_gets_its_draft_goes_overdue_is_reminded_once_and_closes_w
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == text
 
-    # Overdue at dueBy: one reminder to the channel told of the incident, an Event, the gauge.
+    # The operator is down (SIGKILL) when the post-mortem falls due; the next one finds it overdue from status.
+    operator.kill()
+    due_by = datetime.datetime.fromisoformat(state["dueBy"].replace("Z", "+00:00"))
+    eventually("dueBy to pass", lambda: datetime.datetime.now(datetime.UTC) > due_by, timeout=60, interval=0.5)
+    operator.start()
+    # Overdue: one reminder to the channel told of the incident, an Event, the gauge.
     eventually("overdue", lambda: postmortem_of(cluster, namespace, "cart-down").get("state") == "Overdue", timeout=60)
     wait_event(receivers, "cart-down", "postmortem-due")
     assert "PostmortemOverdue" in events(cluster, namespace, "cart-down")
     eventually("the overdue gauge", lambda: overdue_gauge(operator) == 1.0)
-    # Another look (a spec change: the look writes its observedGeneration) sends no second reminder today.
+    eventually(
+        "the reminder recorded",
+        lambda: any(
+            n["event"] == "postmortem-due" and n["outcome"] == "Sent"
+            for n in incident_of(cluster, namespace, "cart-down")["status"]["notifications"]
+        ),
+    )
+    # Killed and started again, and another look (a spec change: the look writes its observedGeneration):
+    # no second reminder today, the gauge counts it again.
+    operator.kill()
+    operator.start()
+    eventually("the overdue gauge after the restart", lambda: overdue_gauge(operator) == 1.0)
     cluster.kubectl(
         "patch",
         "incident",
