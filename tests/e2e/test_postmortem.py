@@ -1,6 +1,7 @@
 """After the incident, end to end: a resolved P1's post-mortem draft written from its real record (its pages,
 its acknowledgement, the rollback it ran, the evidence), overdue at a short ``postmortemWithin`` with one
-reminder to the receivers, closed once completed; and a drill's assessment with pass or fail per target.
+reminder to the receivers (across SIGKILLs), closed once completed; and a drill's assessment with pass or fail
+per target, declared, or started from a scenario file whose synthetic alert group goes through the receiver.
 
 The real operator, the real control plane, the real receivers; every wait polls with a deadline.
 """
@@ -9,14 +10,19 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
+from tests.e2e import test_drill as drill
 from tests.e2e.conftest import eventually, get_json
 from tests.e2e.receivers import Receivers
 from tests.e2e.test_actions import events, incident_of, settled, two_revisions
+from tests.e2e.test_drill import receiving_operator  # noqa: F401 (the fixture, by its name)
 from tests.e2e.test_escalation import declare, install_policy, plugin, scrape, wait_event, webhook_events
+from tests.e2e.test_plugin import run_script
 from tests.unit.notify.test_postmortem import SECTIONS
 
 
@@ -25,15 +31,20 @@ def postmortem_of(cluster: controlplane.ControlPlane, namespace: str, name: str)
 
 
 def rollback_policy(
-    cluster: controlplane.ControlPlane, namespace: str, receivers: Receivers, severity: str, **spec: Any
+    cluster: controlplane.ControlPlane,
+    namespace: str,
+    receivers: Receivers,
+    severity: str,
+    notify: tuple[str, ...] = ("hook",),
+    **spec: Any,
 ) -> None:
-    """The Deployment `cart` at revision 2, and a policy that pages `hook` at once and rolls `cart` back."""
+    """The Deployment `cart` at revision 2, and a policy that pages ``notify`` at once and rolls `cart` back."""
     two_revisions(cluster, namespace, "cart")
     install_policy(
         cluster,
         namespace,
         receivers,
-        levels=[{"name": "on-call", "after": "0s", "notify": ["hook"]}],
+        levels=[{"name": "on-call", "after": "0s", "notify": list(notify)}],
         remediation=[{"when": {"severities": [severity]}, "actions": [{"name": "rollback-cart", "rollback": {}}]}],
         **spec,
     )
@@ -214,3 +225,48 @@ def test_a_resolved_drill_gets_its_assessment_with_pass_or_fail_per_target(
     shown = plugin(cluster, "postmortem", "cart-drill", "-n", namespace)
     assert shown.returncode == 0 and shown.stdout == text
     assert "DrillAssessed" in events(cluster, namespace, "cart-drill")
+
+
+def test_a_drill_from_a_scenario_with_alerts_through_the_receiver_is_assessed_per_target(
+    cluster: controlplane.ControlPlane,
+    receiving_operator: tuple[OperatorProcess, Path],  # noqa: F811 (the fixture imported above)
+    namespace: str,
+    receivers: Receivers,
+    tmp_path: Path,
+) -> None:
+    operator, token = receiving_operator
+    rollback_policy(cluster, namespace, receivers, "P1", notify=("hook", "chat", "pager"))
+    scenario = tmp_path / "gameday.yaml"
+    scenario.write_text(drill.SCENARIO.format(namespace=namespace))
+    receiver = operator.alerts_url.removesuffix("/api/v1/alerts")
+    started = run_script(
+        cluster, "drill", "start", "--scenario", str(scenario), "--receiver", receiver, "--token-file", str(token)
+    )
+    assert started.returncode == 0, started.stderr
+    match = re.search(r'drill "([^"]+)" started', started.stdout)
+    assert match, started.stdout
+    name = match.group(1)
+    obj = drill.started_drill(cluster, namespace, name, receivers, "evidence-first", "rollback-cart", "scale-cart")
+    assert obj["spec"]["drillTargets"] == drill.TARGETS
+    assert plugin(cluster, "ack", name, "-n", namespace).returncode == 0
+    assert plugin(cluster, "resolve", name, "-n", namespace, "--summary", "game day over").returncode == 0
+
+    assessment = eventually(
+        "the assessment",
+        lambda: (a := (incident_of(cluster, namespace, name)["status"].get("assessment") or {})).get("ref") and a,
+    )
+    results = {r["target"]: (r["within"], r["source"], r["passed"]) for r in assessment["results"]}
+    assert results == {
+        "Detect": ("5m", "drill", True),  # the alert started 2m before it reached the receiver
+        "Acknowledge": ("5m", "drill", True),
+        "Contain": ("15m", "drill", False),  # nobody contained it
+        "Resolve": ("1h", "drill", True),
+    }
+    detect = next(r for r in assessment["results"] if r["target"] == "Detect")
+    assert 100 <= detect["seconds"] <= 180
+    text = get_json(cluster, "configmap", assessment["ref"], "-n", namespace)["data"]["assessment.md"]
+    assert "**Result: FAILED**" in text and "| Detect | 2m" in text
+    assert "(alert CartDown)" in text
+    assert "**scale-cart** (scale): would " in text and "**rollback-cart** (rollback): would " in text
+    for channel in ("hook", "chat", "pager"):
+        assert f"| {channel} | triggered (DRILL) | on-call | Sent |" in text
