@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from tests.e2e.receivers import Receivers
 from tests.e2e.test_actions import events, incident_of, settled, two_revisions
 from tests.e2e.test_drill import receiving_operator  # noqa: F401 (the fixture, by its name)
 from tests.e2e.test_escalation import declare, install_policy, plugin, scrape, wait_event, webhook_events
-from tests.e2e.test_plugin import run_script
 from tests.unit.notify.test_postmortem import SECTIONS
 
 
@@ -236,16 +234,7 @@ def test_a_drill_from_a_scenario_with_alerts_through_the_receiver_is_assessed_pe
 ) -> None:
     operator, token = receiving_operator
     rollback_policy(cluster, namespace, receivers, "P1", notify=("hook", "chat", "pager"))
-    scenario = tmp_path / "gameday.yaml"
-    scenario.write_text(drill.SCENARIO.format(namespace=namespace))
-    receiver = operator.alerts_url.removesuffix("/api/v1/alerts")
-    started = run_script(
-        cluster, "drill", "start", "--scenario", str(scenario), "--receiver", receiver, "--token-file", str(token)
-    )
-    assert started.returncode == 0, started.stderr
-    match = re.search(r'drill "([^"]+)" started', started.stdout)
-    assert match, started.stdout
-    name = match.group(1)
+    _, name = drill.start_gameday(cluster, namespace, operator, token, tmp_path)
     obj = drill.started_drill(cluster, namespace, name, receivers, "evidence-first", "rollback-cart", "scale-cart")
     assert obj["spec"]["drillTargets"] == drill.TARGETS
     assert plugin(cluster, "ack", name, "-n", namespace).returncode == 0
