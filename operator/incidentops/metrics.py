@@ -26,6 +26,11 @@ OPEN_INCIDENTS = Gauge(
     ["severity", "phase"],
     registry=REGISTRY,
 )
+POSTMORTEMS_OVERDUE = Gauge(
+    "incidentops_postmortems_overdue",
+    "Incidents whose required post-mortem is past its due time and not completed (status.postmortem.state Overdue).",
+    registry=REGISTRY,
+)
 TIME_TO_ACKNOWLEDGE = Histogram(
     "incidentops_time_to_acknowledge_seconds",
     "From the episode's start to its acknowledgement.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,23 @@ def crd_keeps_drill_targets(cluster: controlplane.ControlPlane) -> bool:
     return "drillTargets" in version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
 
 
+def start_gameday(
+    cluster: controlplane.ControlPlane, namespace: str, operator: OperatorProcess, token: Path, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``drill start`` of :data:`SCENARIO` through the operator's receiver: the command's result and the drill's
+    name."""
+    scenario = tmp_path / "gameday.yaml"
+    scenario.write_text(SCENARIO.format(namespace=namespace))
+    receiver_base = operator.alerts_url.removesuffix("/api/v1/alerts")  # the path is the plugin's default
+    result = run_script(
+        cluster, "drill", "start", "--scenario", str(scenario), "--receiver", receiver_base, "--token-file", str(token)
+    )
+    assert result.returncode == 0, result.stderr
+    match = re.search(r'drill "([^"]+)" started', result.stdout)
+    assert match, result.stdout
+    return result, match.group(1)
+
+
 def started_drill(
     cluster: controlplane.ControlPlane, namespace: str, name: str, receivers: Receivers, *actions: str
 ) -> dict[str, Any]:
@@ -122,18 +140,10 @@ def test_a_drill_from_a_scenario_with_alerts_through_the_real_receiver(
             for c in (get_json(cluster, "escpol/paging", "-n", namespace).get("status") or {}).get("conditions", [])
         ),
     )
-    scenario = tmp_path / "gameday.yaml"
-    scenario.write_text(SCENARIO.format(namespace=namespace))
-
-    receiver_base = operator.alerts_url.removesuffix("/api/v1/alerts")  # the path is the plugin's default
-    result = run_script(
-        cluster, "drill", "start", "--scenario", str(scenario), "--receiver", receiver_base, "--token-file", str(token)
+    result, name = start_gameday(cluster, namespace, operator, token, tmp_path)
+    assert f'drill "{name}" started in namespace "{namespace}"' in result.stdout, (
+        "the receiver placed it by the group's namespace label"
     )
-    assert result.returncode == 0, result.stderr
-    match = re.search(r'drill "([^"]+)" started in namespace "([^"]+)"', result.stdout)
-    assert match, result.stdout
-    name = match.group(1)
-    assert match.group(2) == namespace, "the receiver placed it by the group's namespace label"
     assert "classified P1, as the scenario expects" in result.stdout
     assert TOKEN not in result.stdout + result.stderr
 

@@ -70,7 +70,9 @@ GRANTS: tuple[Grant, ...] = (
     Grant("networking.k8s.io", "networkpolicies", "get", _QUARANTINE, "the deny-all NetworkPolicy, once"),
     Grant("networking.k8s.io", "networkpolicies", "create", _QUARANTINE, "the deny-all NetworkPolicy"),
     Grant("networking.k8s.io", "networkpolicies", "delete", _QUARANTINE, "release removes it"),
-    Grant("", "configmaps", "create", _EVIDENCE, "the evidence ConfigMaps"),
+    Grant(
+        "", "configmaps", "create", _EVIDENCE, "the evidence ConfigMaps (post-mortem drafts are written the same way)"
+    ),
     Grant("coordination.k8s.io", "leases", "get", _OPERATOR, "leader election"),
     Grant("coordination.k8s.io", "leases", "create", _OPERATOR, "leader election, the first time"),
     Grant("coordination.k8s.io", "leases", "update", _TAKEOVER, "leader election: renew, take over"),

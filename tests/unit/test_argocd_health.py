@@ -336,6 +336,20 @@ INCIDENT_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "P1 Resolved: ResolvedBy: by alice@example.com; post-mortem Pending, due by 2026-12-03T14:30:00Z",
     ),
     (
+        "resolved, the post-mortem drafted",
+        incident(
+            RESOLVED,
+            phase=Phase.RESOLVED,
+            postmortem=PostmortemStatus(
+                state=PostmortemState.DRAFT,
+                ref="incidentops-postmortem-0123456789abcdef",
+                due_by=datetime.datetime(2026, 12, 3, 14, 30, tzinfo=datetime.UTC),
+            ),
+        ),
+        "Healthy",
+        "P1 Resolved: ResolvedBy: by alice@example.com; post-mortem Draft, due by 2026-12-03T14:30:00Z",
+    ),
+    (
         "resolved after breaches and a failed action (history)",
         incident(
             {**RESOLVED, cond.SLA_BREACHED: BREACH},

@@ -44,6 +44,7 @@ __all__ = [
     "ACTION_TYPES",
     "Acknowledgement",
     "ActionApproval",
+    "ActionItem",
     "ActionOrigin",
     "ActionPhase",
     "ActionRecord",
@@ -51,10 +52,13 @@ __all__ = [
     "ActionType",
     "AlertsStatus",
     "Approval",
+    "AssessedTarget",
+    "AssessmentStatus",
     "BreachKind",
     "ClampedTime",
     "ClampedTimeField",
     "Containment",
+    "DrillTargets",
     "EpisodeRecord",
     "EscalationStatus",
     "EvidenceRecord",
@@ -71,6 +75,7 @@ __all__ = [
     "Phase",
     "PlannedChange",
     "PolicyRef",
+    "PostmortemSpec",
     "PostmortemState",
     "PostmortemStatus",
     "PublicInfo",
@@ -87,6 +92,8 @@ __all__ = [
     "SourceKind",
     "StatusUpdate",
     "Target",
+    "TargetResult",
+    "TargetSource",
     "TimelineEntry",
     "UndoRequest",
 ]
@@ -319,6 +326,134 @@ class UndoRequest(ApiModel):
 
     at: AwareDatetime
     """When, with a time zone offset."""
+
+
+# --- after the incident: post-mortems and drill assessments ----------------------------------------
+# (spec.postmortem, spec.drillTargets and status.assessment; status.postmortem is further down)
+
+PostmortemUrl = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
+"""An http(s) URL of a finished post-mortem or of an action item's ticket."""
+
+
+class ActionItem(ApiModel):
+    """A follow-up the post-mortem commits to: what, who, by when."""
+
+    title: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """What is to be done."""
+
+    owner: Identity
+    """Who does it."""
+
+    due_by: datetime.date | None = None
+    """By when, as a date (``2026-12-31``)."""
+
+    url: PostmortemUrl | None = None
+    """The ticket that tracks it."""
+
+
+class PostmortemSpec(ApiModel):
+    """People finish the post-mortem here (``kubectl incident postmortem NAME --complete``), and ask for a
+    draft of an optional one (``--draft``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.completed) || !self.completed || has(self.url)"
+                    " || (has(self.actionItems) && size(self.actionItems) > 0)",
+                    "a completed post-mortem needs a url or at least one action item",
+                )
+            ]
+        }
+    )
+
+    draft: bool | None = None
+    """Draft a post-mortem although the severity does not require one (the operator writes it once the
+    incident is resolved, as it does for a required one). Default false."""
+
+    completed: bool | None = None
+    """The post-mortem is done (status.postmortem.state Done): with a ``url`` or at least one action item.
+    Once done, and the reopen window passed, the incident is Closed. Default false."""
+
+    url: PostmortemUrl | None = None
+    """Where the finished post-mortem is published."""
+
+    action_items: list[ActionItem] = Field(default_factory=list, max_length=32, json_schema_extra=list_type("atomic"))
+    """The follow-ups agreed on."""
+
+    @model_validator(mode="after")
+    def _completed_needs_substance(self) -> Self:
+        if self.completed and self.url is None and not self.action_items:
+            raise ValueError("a completed post-mortem needs a url or at least one action item")
+        return self
+
+
+class DrillTargets(ApiModel):
+    """A drill's own targets; each one unset is the policy's for the incident's severity (acknowledge,
+    resolve), or not assessed (detect, contain: a policy has no such target)."""
+
+    detect: Duration | None = None
+    """From the earliest alert's ``startsAt`` (``status.startedAt``) to the incident's creation."""
+
+    acknowledge: Duration | None = None
+    """From the episode's start to its acknowledgement (a containment counts)."""
+
+    contain: Duration | None = None
+    """From the episode's start to its containment."""
+
+    resolve: Duration | None = None
+    """From the episode's start to its resolution."""
+
+
+class AssessedTarget(StrEnum):
+    """What a drill is assessed on."""
+
+    DETECT = "Detect"
+    ACKNOWLEDGE = "Acknowledge"
+    CONTAIN = "Contain"
+    RESOLVE = "Resolve"
+
+
+class TargetSource(StrEnum):
+    """Where a drill's target comes from."""
+
+    DRILL = "drill"
+    POLICY = "policy"
+
+
+class TargetResult(ApiModel):
+    """One target of a drill: the time measured against the time allowed."""
+
+    target: AssessedTarget
+    """Detect, Acknowledge, Contain or Resolve."""
+
+    within: Duration
+    """The time allowed."""
+
+    source: TargetSource
+    """drill (``spec.drillTargets``) or policy (the severity's response times)."""
+
+    seconds: int | None = Field(None, ge=0)
+    """The time measured; unset when it never happened (failed)."""
+
+    passed: bool
+    """Measured, and not longer than allowed."""
+
+
+class AssessmentStatus(ApiModel):
+    """A drill's assessment, written once when the drill is resolved (instead of a post-mortem)."""
+
+    ref: ObjectName | None = None
+    """The ConfigMap holding the assessment (Markdown), once stored."""
+
+    assessed_at: datetime.datetime
+    """When the drill was assessed (its resolution)."""
+
+    passed: bool
+    """Every target passed."""
+
+    results: list[TargetResult] = Field(default_factory=list, max_length=4, json_schema_extra=list_type("atomic"))
+    """Each target assessed, pass or fail."""
 
 
 # --- spec ------------------------------------------------------------------------------------
@@ -586,7 +721,16 @@ class IncidentSpec(ApiModel):
     (its Pods deleted, they were replaced, and its NetworkPolicy removed). A rollback is not undone."""
 
     drill: bool | None = None
-    """A rehearsal: every action is a dry run and every message says DRILL. Default false."""
+    """A rehearsal: every action is a dry run and every message says DRILL. Default false. A resolved drill
+    is assessed (``status.assessment``) instead of getting a post-mortem."""
+
+    drill_targets: DrillTargets | None = None
+    """A drill's targets (detect, acknowledge, contain, resolve). Default: the policy's response times for
+    the severity (acknowledge, resolve)."""
+
+    postmortem: PostmortemSpec | None = None
+    """The post-mortem, as people finish it: completed with a url or action items; or a request to draft
+    an optional one."""
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -935,22 +1079,35 @@ class PostmortemState(StrEnum):
     """Where the post-mortem is."""
 
     NOT_REQUIRED = "NotRequired"
+    """Resolved; the severity does not require one and nobody asked for a draft."""
     PENDING = "Pending"
+    """Resolved; the draft is being written."""
+    DRAFT = "Draft"
+    """The draft is written (``ref``), awaiting people's completion."""
     OVERDUE = "Overdue"
+    """Past ``dueBy`` and not completed: reminded about every day."""
     DONE = "Done"
+    """``spec.postmortem.completed``."""
 
 
 class PostmortemStatus(ApiModel):
     """The post-mortem, required or optional by severity (policy ``severities``)."""
 
     ref: Annotated[str, StringConstraints(max_length=2048)] | None = None
-    """Where the post-mortem (or its draft) is: a ConfigMap name or a URL."""
+    """The ConfigMap holding the draft (Markdown, key ``postmortem.md``), once written."""
 
     due_by: datetime.datetime | None = None
-    """When it is due (resolution + postmortemWithin)."""
+    """When a required post-mortem is due (resolution + the severity's postmortemWithin); unset for an
+    optional one."""
 
     state: PostmortemState | None = None
-    """NotRequired, Pending, Overdue or Done."""
+    """NotRequired, Pending (the draft is being written), Draft, Overdue or Done."""
+
+    episode: int | None = Field(None, ge=1)
+    """The episode whose resolution it follows (a reopen starts a new draft at the next resolution)."""
+
+    reminded_at: datetime.datetime | None = None
+    """When the latest overdue reminder was due."""
 
 
 class IncidentStatus(ApiModel):
@@ -1045,7 +1202,10 @@ class IncidentStatus(ApiModel):
     """Response times of the current episode."""
 
     postmortem: PostmortemStatus | None = None
-    """The post-mortem."""
+    """The post-mortem (not for a drill: see ``assessment``)."""
+
+    assessment: AssessmentStatus | None = None
+    """A resolved drill's assessment against its targets."""
 
 
 # --- the object ----------------------------------------------------------------------------------

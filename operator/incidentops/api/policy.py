@@ -74,6 +74,7 @@ __all__ = [
     "MonthlyReportStatus",
     "PagerDutyChannel",
     "PolicySelector",
+    "PostmortemPolicy",
     "PostmortemRequirement",
     "Remediation",
     "RemediationWhen",
@@ -819,6 +820,16 @@ class EvidencePolicy(ApiModel):
     them, so what was running is on record. Default true."""
 
 
+class PostmortemPolicy(ApiModel):
+    """How post-mortem drafts and drill assessments are written."""
+
+    template_config_map: ObjectName | None = None
+    """A ConfigMap in the policy's namespace whose keys ``postmortem.md.j2`` and ``assessment.md.j2`` (either
+    or both) replace the shipped Jinja2 templates (sandboxed; the same variables, see docs/postmortems.md). A
+    template that is missing or fails to render falls back to the shipped one, and the timeline says why.
+    Default: the shipped templates."""
+
+
 class Guards(ApiModel):
     """Limits on what the operator does by itself."""
 
@@ -958,7 +969,10 @@ class EscalationPolicySpec(ApiModel):
     it). Default: none."""
 
     evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
-    """What happens to evidence."""
+    """What happens to evidence (and to post-mortem drafts: ``retainOnDelete`` keeps them too)."""
+
+    postmortems: PostmortemPolicy | None = None
+    """How post-mortem drafts and drill assessments are written. Default: the shipped templates."""
 
     guards: Guards = Field(default_factory=Guards)
     """Limits on the operator's own actions."""

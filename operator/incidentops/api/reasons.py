@@ -93,6 +93,9 @@ NOTIFICATION_SKIPPED = "NotificationSkipped"  # timeline: a notification became 
 POSTMORTEM_REQUIRED = "PostmortemRequired"  # Event: resolved; a post-mortem is due by status.postmortem.dueBy
 POSTMORTEM_OVERDUE = "PostmortemOverdue"  # Event: the post-mortem is past due
 POSTMORTEM_DONE = "PostmortemDone"  # Event: the post-mortem is done
+POSTMORTEM_DRAFTED = "PostmortemDrafted"  # Event: the draft is written to its ConfigMap (status.postmortem.ref)
+POSTMORTEM_TEMPLATE_FAILED = "PostmortemTemplateFailed"  # Event: the policy's template failed; the shipped one was used
+DRILL_ASSESSED = "DrillAssessed"  # Event: a resolved drill's assessment is written (status.assessment)
 
 # --- actions (Events, timeline kinds and status.actions[].reason) ---------------------------------
 ACTION_PLANNED = "ActionPlanned"  # an action was planned (a dry run or a drill records only the plan)

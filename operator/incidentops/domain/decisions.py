@@ -16,6 +16,7 @@ __all__ = [
     "ACTION",
     "ESCALATED",
     "EVENTS",
+    "POSTMORTEM_DUE",
     "RESOLVED",
     "SLA_BREACHED",
     "STATUS_UPDATE",
@@ -33,6 +34,7 @@ STATUS_UPDATE: Final = "status-update"
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
 ACTION: Final = "action"
+POSTMORTEM_DUE = "postmortem-due"
 
 EVENTS: Final[tuple[str, ...]] = (
     TRIGGERED,
@@ -43,6 +45,7 @@ EVENTS: Final[tuple[str, ...]] = (
     ACKNOWLEDGED,
     RESOLVED,
     ACTION,
+    POSTMORTEM_DUE,
 )
 """Every event a notification announces (the notifiers' ``EVENTS``)."""
 

@@ -60,7 +60,6 @@ from incidentops.api.incident import (
     IncidentSpec,
     IncidentStatus,
     Phase,
-    PostmortemState,
     SLAStatus,
     TimelineEntry,
 )
@@ -401,17 +400,21 @@ def postmortem_outstanding(
 ) -> bool:
     """Whether a required post-mortem keeps the incident from closing.
 
-    The hook for the post-mortem work to come. Today: True when the SLA of the
-    incident's severity (the policy's, else the defaults: P1/P2 required) says
-    ``required`` and ``status.postmortem.state`` is not Done. ``severity``
-    overrides the incident's effective severity (``plan`` passes the new one).
+    True when the SLA of the incident's severity (the policy's, else the
+    defaults: P1/P2 required) says ``required`` and people have not completed
+    it (``spec.postmortem.completed``, which makes ``status.postmortem.state``
+    Done in the same look). A drill is assessed instead and never waits.
+    ``severity`` overrides the incident's effective severity (``plan`` passes
+    the new one).
     """
+    if incident.spec.drill:
+        return False
     severity = severity or incident.status.severity or incident.spec.severity or DEFAULT_SEVERITY
     sla = policy.spec.sla_for(severity) if policy is not None else default_sla(severity)
     if not sla.postmortem_required:
         return False
-    postmortem = incident.status.postmortem
-    return postmortem is None or postmortem.state is not PostmortemState.DONE
+    completed = incident.spec.postmortem is not None and bool(incident.spec.postmortem.completed)
+    return not completed
 
 
 def closes_at(facts: EpisodeFacts, window: datetime.timedelta) -> datetime.datetime | None:

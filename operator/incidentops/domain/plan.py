@@ -8,6 +8,11 @@ Events, hands ``Plan.due`` to the delivery queue, and requeues at
 ``Plan.wake_at``; the queue folds each outcome back with
 :func:`record_deliveries` (through ``delivery.record_outcomes``).
 
+After the resolution ``domain.postmortem`` adds the post-mortem's state
+(``status.postmortem``), its overdue reminders (in ``due``, after the rest)
+and a drill's assessment (``status.assessment``); the draft itself is written
+apart from the look (``handlers/postmortems.py``).
+
 Guarantees (tested as properties in ``tests/unit/domain``):
 
 - Idempotent: the same inputs and ``now`` give the same plan; planning on the
@@ -53,6 +58,7 @@ from incidentops.api.incident import (
 )
 from incidentops.api.policy import EffectiveSLA, EscalationPolicy, default_sla
 from incidentops.domain import actions as acting
+from incidentops.domain import postmortem as postmortems
 from incidentops.domain import timeline
 from incidentops.domain.announcements import (
     action_notices,
@@ -221,6 +227,10 @@ class _Notifying:
     decision: EscalationDecision | None
     due: tuple[Due, ...]
     cursor: EscalationStatus
+    trouble: tuple[str, ...] = ()
+    """The channels told of trouble in the episode (breaches; the post-mortem's reminders)."""
+    live: frozenset[str] = frozenset()
+    """The keys that may still be due (never pruned from ``notified``)."""
 
 
 def _notifying(
@@ -259,7 +269,9 @@ def _notifying(
         notified=_prune(cursor.notified, live),
         exhausted=decision.exhausted,
     )
-    return _Notifying(decision, (*decision.pages, *notices, *others), new_cursor)
+    return _Notifying(
+        decision, (*decision.pages, *notices, *others), new_cursor, tuple(told_of_trouble), frozenset(live)
+    )
 
 
 def plan(incident: Incident, selection: Selection, now: datetime.datetime, *, recent_actions: int = 0) -> Plan:
@@ -303,6 +315,12 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime, *, re
         policy, selection, uid, facts, clock, latest_update, breaches, acted.records, cursor, sla_rules, now
     )
 
+    pm = postmortems.decide(incident, status, facts, sla_rules, policy, uid, notifying.trouble, cursor.notified, now)
+    cursor_now = notifying.cursor
+    if pm.live_keys:
+        cursor_now = cursor_now.model_copy(
+            update={"notified": _prune(cursor.notified, set(notifying.live | pm.live_keys))}
+        )
     outstanding = postmortem_outstanding(incident, policy, selection.severity)
     closed = is_closed(status.phase, facts, window, outstanding, now)
 
@@ -335,11 +353,13 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime, *, re
                 notify_users_by=clock.notify_users_by,
                 notify_regulator_by=clock.notify_regulator_by,
             ),
-            "escalation": notifying.cursor,
+            "escalation": cursor_now,
             "metrics": metrics_for(facts),
             "acknowledged_by": facts.acknowledged.by if facts.acknowledged is not None else None,
             "reopen_until": closes_at(facts, window),
             "actions": acted.records,
+            "postmortem": pm.postmortem,
+            "assessment": pm.assessment,
         }
     )
 
@@ -347,14 +367,18 @@ def plan(incident: Incident, selection: Selection, now: datetime.datetime, *, re
         changes.insert(0, _triggered(incident, selection, now))
     changes += _transitions(baseline, new_status, selection, facts, new_breaches, notifying.due, now)
     changes += [_Change(transition, now) for transition in acted.transitions]
+    changes += [_Change(transition, at) for transition, at in pm.transitions]
     entries = [*clamp_timeline(incident.status.clamped_times, new_status.clamped_times), *_timeline_entries(changes)]
     new_status = new_status.model_copy(update={"timeline": timeline.append(new_status.timeline, entries)})
 
+    wake_at = _wake_at(clock, facts, notifying.decision, window, outstanding, now)
+    if pm.wake_at is not None:
+        wake_at = min(wake_at, pm.wake_at) if wake_at is not None else pm.wake_at
     return Plan(
         status=new_status,
-        due=notifying.due,
+        due=(*notifying.due, *pm.due),
         transitions=tuple(change.transition for change in changes),
-        wake_at=None if closed else _wake_at(clock, facts, notifying.decision, window, outstanding, now),
+        wake_at=None if closed else wake_at,
     )
 
 

@@ -326,14 +326,17 @@ def _assessment(status: Mapping[str, Any]) -> str | None:
 def subject_of(body: Mapping[str, Any]) -> Subject | None:
     """The report's view of an Incident object; None when even the tolerant reading cannot make it one.
 
-    ``status.postmortem`` is read raw and left out of the model, so a state this version does not know
-    (a newer operator's) spoils nothing else.
+    ``status.postmortem``, ``status.assessment`` and ``spec.postmortem`` are read raw and left out of the
+    model, so a state or a shape this version does not know (a newer operator's, an action item's extra
+    fields) spoils nothing else.
     """
     status = dict(_mapping(body.get("status")))
     postmortem = _mapping(status.pop("postmortem", None))
+    assessment = _mapping(status.pop("assessment", None))
     spec = _mapping(body.get("spec"))
+    modelled = {k: v for k, v in spec.items() if k != "postmortem"}
     try:
-        incident = Incident.model_validate({**body, "status": status})
+        incident = Incident.model_validate({**body, "spec": modelled, "status": status})
     except ValidationError:
         return None
     return Subject(
@@ -341,7 +344,7 @@ def subject_of(body: Mapping[str, Any]) -> Subject | None:
         postmortem_state=_text(postmortem.get("state")),
         postmortem_due_by=_moment(postmortem.get("dueBy")),
         action_items=_action_items(spec),
-        assessment=_assessment(status),
+        assessment=_assessment({"assessment": assessment}),
     )
 
 

@@ -176,6 +176,12 @@ def notification_details(incident: Incident, due: Due | None = None) -> dict[str
     if due is not None and due.event == "sla-breached" and due.detail:
         details["breach"] = due.detail.lower()
         details["deadline"] = due.scheduled_at
+    postmortem = incident.status.postmortem
+    if due is not None and due.event in ("resolved", "postmortem-due") and postmortem is not None:
+        if postmortem.due_by is not None:
+            details["postmortem_due"] = postmortem.due_by
+        if due.event == "postmortem-due" and postmortem.ref:
+            details["postmortem_ref"] = postmortem.ref
     if due is not None and due.event == "action" and due.detail:
         record = next((r for r in incident.status.actions if r.name == due.detail), None)
         details["action"] = due.detail

@@ -37,6 +37,7 @@ from incidentops.handlers.actions import ActionRunner, ModuleFor, Seen
 from incidentops.handlers.caches import TTLCache
 from incidentops.handlers.delivery import Deliverer
 from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.postmortems import PostmortemWriter
 from incidentops.handlers.queue import QUICK, DeliveryQueue, Health, Look
 from incidentops.handlers.scheduler import Key
 
@@ -65,6 +66,15 @@ class OpenIncidents:
     """What the open-incidents gauge counts: the last known severity and phase of each incident."""
 
     states: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    late: set[Key] = field(default_factory=set)
+    """Incidents whose post-mortem is Overdue (the ``incidentops_postmortems_overdue`` gauge)."""
+
+    def overdue(self, key: Key, overdue: bool) -> None:
+        if overdue:
+            self.late.add(key)
+        else:
+            self.late.discard(key)
+        metrics.POSTMORTEMS_OVERDUE.set(len(self.late))
 
     def set(self, key: Key, severity: str | None, phase: str | None) -> None:
         if phase in (None, "Closed"):
@@ -75,6 +85,7 @@ class OpenIncidents:
 
     def forget(self, key: Key) -> None:
         self.states.pop(key, None)
+        self.overdue(key, False)
         self._publish()
 
     def _publish(self) -> None:
@@ -116,6 +127,7 @@ class Reconciler:
         self.written: dict[Key, str] = {}
         self.queue = DeliveryQueue(deliverer, rules, self, health, deps.clock)
         self.actions = ActionRunner(deps.api, self, deps.clock, modules, operator_namespace=deps.settings.namespace)
+        self.postmortems = PostmortemWriter(deps.api, self, deps.clock)
 
     def is_own_write(self, key: Key, resource_version: str | None) -> bool:
         return resource_version is not None and self.written.get(key) == resource_version
@@ -229,13 +241,19 @@ class Reconciler:
 
         # Actions run apart too: the runner takes the records with work (Pending, Running, an undo due).
         self.actions.submit(key, after)
+        again = planning.plan(after, look.selection, look.now, recent_actions=look.recent)
+        # The draft of a resolved incident, once its response has settled: nothing left to send, no action
+        # with work (an undo on resolve), so it records how the incident ended.
+        settled = not again.due and not acting.runnable(
+            after, conditions.is_true(after.status.conditions, conditions.RESOLVED)
+        )
+        self.postmortems.submit(key, after, look.selection, settled)
         self.open.set(key, after.status.severity, after.status.phase)
+        self.open.overdue(key, after.status.postmortem is not None and after.status.postmortem.state == "Overdue")
         if after.status.phase == "Closed":
             self.forget(key)
             return None
-        wake_at: datetime.datetime | None = planning.plan(
-            after, look.selection, look.now, recent_actions=look.recent
-        ).wake_at
+        wake_at: datetime.datetime | None = again.wake_at
         if wake_at is not None and wake_at <= look.now:
             logger.warning("%s/%s: the plan asked to wake in the past; looking again shortly", namespace, name)
             wake_at = look.now + _MIN_REWAKE

@@ -53,6 +53,7 @@ Event = Literal[
     "acknowledged",
     "resolved",
     "action",
+    "postmortem-due",
 ]
 
 #: Every event a channel may be asked to announce, in the order they usually happen.
@@ -65,6 +66,7 @@ EVENTS: Final[tuple[Event, ...]] = (
     "acknowledged",
     "resolved",
     "action",
+    "postmortem-due",
 )
 
 _EVENT_TITLES: Final[Mapping[str, str]] = MappingProxyType(
@@ -77,6 +79,7 @@ _EVENT_TITLES: Final[Mapping[str, str]] = MappingProxyType(
         "acknowledged": "Incident acknowledged",
         "resolved": "Incident resolved",
         "action": "Containment action did not happen",
+        "postmortem-due": "Post-mortem overdue",
     }
 )
 

@@ -28,6 +28,7 @@ update-due          (skipped)            a reminder to write a stakeholder updat
 status-update       (skipped)            page, and Events v2 has no way to add a note without
                                          triggering; both answer
                                          ``Outcome(delivered=True, reason="not applicable to PagerDuty")``
+postmortem-due      (skipped)            a reminder that a post-mortem is overdue is not a page either
 ==================  ===================  ====================================================
 
 A drill pages as a real incident would (it rehearses the real path), with

@@ -28,6 +28,7 @@ from incidentops.domain import report_text
 from incidentops.kube import INCIDENTS, Connection
 from incidentops.plugin import args as cli_args
 from incidentops.plugin import evidence, logic, receiver, render, scenario
+from incidentops.plugin import postmortem as postmortems
 from incidentops.plugin.connection import (
     INCIDENTS_RESOURCE,
     PluginError,
@@ -110,6 +111,13 @@ class Session:
     async def create(self, body: Body) -> Body:
         return await self._call(
             Request("create", namespace=self.namespace), kube.create(self.conn.api, INCIDENTS, self.namespace, body)
+        )
+
+    async def configmap(self, name: str) -> Body | None:
+        """A ConfigMap of the namespace (a post-mortem draft), or None when it does not exist."""
+        return await self._call(
+            Request("get", "configmaps", self.namespace, name),
+            kube.get_object(self.conn.api, kube.CONFIGMAPS, self.namespace, name),
         )
 
     async def events(self, body: Body) -> list[Body] | None:
@@ -573,6 +581,38 @@ async def cmd_report(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_postmortem(session: Session, args: argparse.Namespace) -> int:
+    """Print the draft (or a drill's assessment); or ask for a draft, add action items, complete it."""
+    items = [postmortems.parse_action_item(text) for text in args.action_item or []]
+    writes = args.draft or args.complete or args.url is not None or bool(items)
+    if not writes:
+        body = await session.get(args.name)
+        ref = postmortems.draft_ref(body)
+        if ref is None:
+            raise PluginError(postmortems.no_draft(body))
+        found = await session.configmap(ref)
+        text = ((found or {}).get("data") or {}).get(postmortems.document_key(body, args.output))
+        if not isinstance(text, str):
+            raise PluginError(f'the draft ConfigMap "{ref}" of incident "{args.name}" is gone or holds no draft')
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+        return 0
+    for _ in range(WRITE_ATTEMPTS):
+        body = await session.get(args.name)
+        value = postmortems.postmortem_value(body, draft=args.draft, complete=args.complete, url=args.url, items=items)
+        if value is None:
+            _out(f'incident "{args.name}": the post-mortem already says so; nothing changed')
+            return 0
+        try:
+            await session.patch(args.name, logic.spec_patch(body["metadata"]["resourceVersion"], "postmortem", value))
+        except Conflict:
+            continue
+        done = "completed" if value.get("completed") else "draft requested" if args.draft else "updated"
+        _out(f'post-mortem of incident "{args.name}" {done} by {await session.identity()}')
+        return 0
+    raise PluginError(f'incident "{args.name}" kept changing while writing; try again')
+
+
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "list": cmd_list,
     "describe": cmd_describe,
@@ -588,6 +628,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], Awaitable[int]]] = {
     "evidence": cmd_evidence,
     "drill": cmd_drill,
     "report": cmd_report,
+    "postmortem": cmd_postmortem,
 }
 
 

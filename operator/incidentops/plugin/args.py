@@ -22,7 +22,8 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 DESCRIPTION = (
     "Respond to incidents managed by incidentops: list, describe, declare, ack, contain, update, resolve;"
-    " their actions: actions, approve, undo, release; their evidence; drills; and the incident report."
+    " their actions: actions, approve, undo, release; their evidence and their post-mortem; drills; and the"
+    " incident report."
 )
 EPILOG = """\
 examples:
@@ -39,6 +40,7 @@ examples:
       --receiver http://127.0.0.1:8080 --token-file ./receiver-token
   kubectl incident drill list -A
   kubectl incident report --month 2026-11 -A
+  kubectl incident postmortem checkout-down --complete --url https://wiki.example/pm/checkout-down
 """
 DEFAULT_DRILL_TIMEOUT = 60.0
 
@@ -138,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(root, suppress=False)
     commands = root.add_subparsers(
         dest="command",
-        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence,drill,report}",
+        metavar="{list,describe,declare,ack,contain,update,resolve,actions,approve,undo,release,evidence,postmortem,drill,report}",
         required=True,
     )
 
@@ -255,6 +257,23 @@ def build_parser() -> argparse.ArgumentParser:
     period.add_argument("--month", type=report_month, metavar="YYYY-MM", help="a calendar month (UTC), e.g. 2026-11")
     report.add_argument("-A", "--all-namespaces", action="store_true", help="the incidents of every namespace")
     report.add_argument("-o", "--output", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
+    postmortem = command(
+        "postmortem", "print an incident's post-mortem draft (a drill's assessment); ask for one; complete it"
+    )
+    postmortem.add_argument("name", type=incident_name, help="the incident")
+    postmortem.add_argument(
+        "-o", "--output", choices=("md", "json"), default="md", help="the Markdown (default) or the facts it came from"
+    )
+    postmortem.add_argument("--draft", action="store_true", help="ask for a draft although the severity needs none")
+    postmortem.add_argument("--complete", action="store_true", help="the post-mortem is done (needs --url or items)")
+    postmortem.add_argument("--url", type=text(2048, min_length=1), help="where the finished post-mortem is")
+    postmortem.add_argument(
+        "--action-item",
+        action="append",
+        type=text(1024, min_length=1),
+        metavar="title=...;owner=...[;due=YYYY-MM-DD][;url=...]",
+        help="a follow-up (repeatable)",
+    )
     return root
 
 

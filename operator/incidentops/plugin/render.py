@@ -320,6 +320,28 @@ def describe(body: Body, now: datetime.datetime, events: Sequence[Body] | None =
                 ]
             ),
         )
+    assessment = status.get("assessment") or {}
+    if assessment:
+        lines.append("")
+        results = [r for r in assessment.get("results") or [] if isinstance(r, dict)]
+        lines += _section(
+            "Drill assessment",
+            _fields(
+                [
+                    ("Result", "passed" if assessment.get("passed") else "failed"),
+                    *(
+                        (
+                            _text(r.get("target")),
+                            f"{'pass' if r.get('passed') else 'FAIL'}: "
+                            f"{'never' if r.get('seconds') is None else str(r.get('seconds')) + 's'}"
+                            f" (within {_text(r.get('within'))}, {_text(r.get('source'))})",
+                        )
+                        for r in results
+                    ),
+                    ("Ref", _text(assessment.get("ref"))),
+                ]
+            ),
+        )
     if events is not None:
         lines.append("")
         lines += _section("Events", _events(events, now))

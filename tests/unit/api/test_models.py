@@ -216,6 +216,18 @@ CEL_CASES: tuple[CelCase, ...] = (
         ),
         "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
     ),
+    CelCase(
+        "postmortem-completed-without-url-or-items",
+        "Incident",
+        _inc(_set("postmortem", {"completed": True})),
+        "a completed post-mortem needs a url or at least one action item",
+    ),
+    CelCase(
+        "postmortem-completed-with-no-items",
+        "Incident",
+        _inc(_set("postmortem", {"completed": True, "actionItems": []})),
+        "a completed post-mortem needs a url or at least one action item",
+    ),
     # --- EscalationPolicy ---------------------------------------------------------------------
     CelCase(
         "level-unknown-channel",

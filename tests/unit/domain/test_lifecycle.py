@@ -9,7 +9,7 @@ import pytest
 from incidentops.api import conditions as cond
 from incidentops.api import reasons
 from incidentops.api.common import ConditionStatus, Severity
-from incidentops.api.incident import AlertsStatus, Phase, PostmortemState, PostmortemStatus
+from incidentops.api.incident import AlertsStatus, Phase, PostmortemState
 from incidentops.domain.alertgroups import with_fired_at
 from incidentops.domain.lifecycle import episode_facts, postmortem_outstanding, start_episode
 from incidentops.domain.plan import plan
@@ -130,11 +130,15 @@ def test_a_required_postmortem_keeps_it_open_until_done() -> None:
     sim.step(at(200))
     assert sim.status.phase is Phase.RESOLVED
     assert postmortem_outstanding(sim.incident, sim.selection().policy)
-    done = sim.status.model_copy(update={"postmortem": PostmortemStatus(state=PostmortemState.DONE)})
-    sim.incident = with_status(sim.incident, done)
+    sim.edit(postmortem={"completed": True, "url": "https://wiki.example/pm/1"})
     assert not postmortem_outstanding(sim.incident, sim.selection().policy)
     sim.step(at(201))
     assert sim.status.phase is Phase.CLOSED
+    assert sim.status.postmortem is not None and sim.status.postmortem.state is PostmortemState.DONE
+
+
+def test_a_drill_never_waits_for_a_postmortem() -> None:
+    assert not postmortem_outstanding(incident(severity="P1", drill=True), None)
 
 
 @pytest.mark.parametrize(("severity", "outstanding"), [("P1", True), ("P2", True), ("P3", False), ("P4", False)])

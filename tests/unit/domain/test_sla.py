@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from incidentops.api import conditions as cond
@@ -155,8 +157,8 @@ def test_resolution_ends_every_deadline() -> None:
     sla = sim.status.sla
     assert sla is not None
     assert (sla.next_update_by, sla.next_deadline) == (None, None)
-    # P1 needs a post-mortem (defaults table): nothing left to wake up for.
-    assert result.wake_at is None
+    # P1 needs a post-mortem (defaults table, 48h): nothing left to wake up for but its due time.
+    assert result.wake_at == at(5) + datetime.timedelta(hours=48)
 
 
 @pytest.mark.parametrize(

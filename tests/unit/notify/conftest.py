@@ -90,6 +90,7 @@ EVENT_DETAILS: dict[str, dict[str, Any]] = {
         "action_message": "ReplicaSet checkout-7d9 has timed out progressing",
         "action_target": "Deployment payments/checkout",
     },
+    "postmortem-due": {"postmortem_due": T0 + timedelta(hours=49), "postmortem_ref": "incidentops-postmortem-0123"},
 }
 
 

@@ -64,7 +64,7 @@ async def test_events_map_to_actions(peer: HttpPeer, session: aiohttp.ClientSess
         assert "payload" not in body
 
 
-@pytest.mark.parametrize("event", ["update-due", "status-update"])
+@pytest.mark.parametrize("event", ["update-due", "status-update", "postmortem-due"])
 async def test_reminders_and_updates_are_not_sent(peer: HttpPeer, session: aiohttp.ClientSession, event: str) -> None:
     outcome = await pd(peer, session).send(make_notification(event))
     assert outcome.delivered and outcome.attempts == 0 and outcome.reason == NOT_APPLICABLE

@@ -273,3 +273,21 @@ def test_the_action_ledger_says_how_each_change_is_undone_in_commands_not_keys()
         "done": "undone 2024-05-01T11:58:00Z (2m ago)",
     }
     assert "original" not in text and "deployments" not in text
+
+
+def test_describe_shows_a_drills_assessment_per_target() -> None:
+    assessment = {
+        "ref": "incidentops-assessment-0123",
+        "assessedAt": "2024-05-01T11:30:00Z",
+        "passed": False,
+        "results": [
+            {"target": "Acknowledge", "within": "10m", "source": "drill", "seconds": 120, "passed": True},
+            {"target": "Contain", "within": "10m", "source": "drill", "passed": False},
+        ],
+    }
+    text = render.describe(incident(assessment=assessment), NOW)
+    section = text[text.index("Drill assessment:") :]
+    assert "  Result:      failed\n" in section
+    assert "  Acknowledge: pass: 120s (within 10m, drill)\n" in section
+    assert "  Contain:     FAIL: never (within 10m, drill)\n" in section
+    assert "  Ref:         incidentops-assessment-0123" in section

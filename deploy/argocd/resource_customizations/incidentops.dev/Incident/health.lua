@@ -71,7 +71,7 @@ if phase == "Closed" or (resolved ~= nil and resolved.status == "True") then
     hs.message = prefix .. ": " .. describe(resolved)
   end
   local postmortem = status.postmortem
-  if postmortem ~= nil and (postmortem.state == "Pending" or postmortem.state == "Overdue") then
+  if postmortem ~= nil and (postmortem.state == "Pending" or postmortem.state == "Draft" or postmortem.state == "Overdue") then
     hs.message = hs.message .. "; post-mortem " .. postmortem.state
     if postmortem.dueBy ~= nil then
       hs.message = hs.message .. ", due by " .. postmortem.dueBy
