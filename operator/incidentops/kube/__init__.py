@@ -82,6 +82,7 @@ from incidentops.kube.objects import (
     read_pod,
     read_replica_set,
     read_secret,
+    unserved,
     whoami,
     write_status,
 )
@@ -146,6 +147,7 @@ __all__ = [
     "retry_after",
     "server_message",
     "test_resource_version",
+    "unserved",
     "whoami",
     "write_status",
 ]
