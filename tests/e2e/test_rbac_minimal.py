@@ -187,6 +187,8 @@ def table() -> str:
     rows = ["| API group | Resource | Verb | Why | Scenario that fails without it |", "|---|---|---|---|---|"]
     for g in GRANTS:
         rows.append(f"| `{g.group or 'core'}` | `{g.resource}` | `{g.verb}` | {g.why} | `{g.scenario}` |")
+    if not NOT_SHOWN:
+        return "\n".join([*rows, "", "Every right the roles grant is in this table: none is granted without a scenario."])
     rows += [
         "",
         "Granted, not yet shown necessary:",

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
 OPERATOR_SERVICE_ACCOUNT = "incidentops"
-_ROLE_KINDS = {"ClusterRoleBinding": "ClusterRole", "RoleBinding": "Role"}
+_BINDINGS = ("ClusterRoleBinding", "RoleBinding")
 
 
 class OperatorObjects(NamedTuple):
@@ -28,8 +28,8 @@ class OperatorObjects(NamedTuple):
     identity: list[dict[str, Any]]  # the ServiceAccount, the roles bound to it and their bindings
 
 
-def render_chart(chart: Path, namespace: str, values: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The objects ``helm template`` renders for a release in ``namespace`` (``values``: more ``--set``s).
+def render_chart(chart: Path, namespace: str) -> list[dict[str, Any]]:
+    """The objects ``helm template`` renders for a release in ``namespace``, with the default values.
 
     The release is named after the namespace, so the cluster-scoped names (the ClusterRole and its
     binding) of two installs in one cluster never collide; the ServiceAccount keeps its usual name.
@@ -39,7 +39,6 @@ def render_chart(chart: Path, namespace: str, values: Sequence[str] = ()) -> lis
     cmd = [
         str(build.helm()), "template", namespace, str(chart), "--namespace", namespace,
         "--set", f"serviceAccount.name={OPERATOR_SERVICE_ACCOUNT}",
-        *(arg for value in values for arg in ("--set", value)),
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
@@ -59,11 +58,16 @@ def operator_objects(objects: Iterable[dict[str, Any]]) -> OperatorObjects:
         "name": account["metadata"]["name"],
         "namespace": account["metadata"]["namespace"],
     }
-    bindings = [o for o in objects if o["kind"] in _ROLE_KINDS and subject in (o.get("subjects") or [])]
-    # A RoleBinding refers to the Role of its own namespace; a ClusterRoleBinding to a ClusterRole.
-    bound = {(_ROLE_KINDS[b["kind"]], b["roleRef"]["name"], b["metadata"].get("namespace")) for b in bindings}
+    bindings = [o for o in objects if o["kind"] in _BINDINGS and subject in (o.get("subjects") or [])]
+
+    def role_of(binding: dict[str, Any]) -> tuple[str, str, str | None]:
+        # A Role is the one of the binding's namespace; a ClusterRole has none.
+        kind, name = binding["roleRef"]["kind"], binding["roleRef"]["name"]
+        return kind, name, binding["metadata"].get("namespace") if kind == "Role" else None
+
+    bound = {role_of(b) for b in bindings}
     roles = [
-        o for o in objects if o["kind"] in _ROLE_KINDS.values()
+        o for o in objects if o["kind"] in ("ClusterRole", "Role")
         and (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) in bound
     ]  # fmt: skip
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
