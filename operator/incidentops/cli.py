@@ -199,7 +199,7 @@ def _start_sinks(*, quiet: bool, verbose: bool) -> Any:
 def cmd_dev(args: argparse.Namespace) -> int:
     from incidentops.testing import controlplane
     from incidentops.testing.controlplane import free_port
-    from incidentops.testing.install import OPERATOR_SERVICE_ACCOUNT, install_crds, install_operator_rbac
+    from incidentops.testing.install import OPERATOR_SERVICE_ACCOUNT, install_crds, install_operator
     from incidentops.testing.sinks import point_at_sinks
 
     _configure_logging(args.verbose, args.log_format)
@@ -216,16 +216,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
             cluster = controlplane.from_environment(workdir)
             log.info("starting the local control plane (the first run builds it from Go modules)")
             cluster.start()
-            log.info("installing the CRDs")
-            install_crds(cluster)
             cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": settings.namespace}})
-            clusterrole = _find_project_file("charts/incidentops/files/clusterrole.yaml")
+            chart = _find_project_file("charts/incidentops")
             operator_kubeconfig = cluster.kubeconfig
-            if clusterrole:
-                operator_kubeconfig = install_operator_rbac(cluster, settings.namespace, clusterrole)
+            if chart:
+                log.info("installing the chart's CRDs, ServiceAccount and RBAC (helm template %s)", chart)
+                operator_kubeconfig = install_operator(cluster, settings.namespace, chart)
                 log.info("the operator runs as ServiceAccount %s/%s", settings.namespace, OPERATOR_SERVICE_ACCOUNT)
             else:
-                log.warning("charts/incidentops/files/clusterrole.yaml not found: the operator runs as admin")
+                log.info("installing the CRDs")
+                install_crds(cluster)
+                log.warning("charts/incidentops not found: the operator runs as admin")
             examples = Path(args.examples) if args.examples else _find_project_file("examples")
             if examples and not args.no_examples:
                 sinks = _start_sinks(quiet=args.quiet, verbose=args.verbose)

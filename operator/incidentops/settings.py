@@ -8,12 +8,15 @@ function of the objects alone.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
 
 
 class Settings(BaseSettings):
@@ -128,4 +131,14 @@ class Settings(BaseSettings):
         # Environment variables carry lists as comma-separated text.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("watch_namespaces")
+    @classmethod
+    def _exact(cls, value: list[str]) -> list[str]:
+        # Kopf is told the exact namespaces (it does not list namespaces to match patterns against:
+        # the operator has no right to), so a glob or a negation would silently watch nothing.
+        for name in value:
+            if not _NAMESPACE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a namespace name: watch namespaces are exact names, not patterns")
         return value

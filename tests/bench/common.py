@@ -45,7 +45,7 @@ from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTERROLE = ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml"
+CHART = ROOT / "charts" / "incidentops"
 RESULTS = ROOT / "bench" / "results"
 MIB = 1024 * 1024
 
@@ -543,17 +543,16 @@ class Environment:
 def environment(workdir: Path) -> Iterator[Environment]:
     """Bring up the cluster, install the CRDs and the chart's RBAC; tear down what we started."""
     from incidentops.testing import controlplane
-    from incidentops.testing.install import install_crds, install_operator_rbac
+    from incidentops.testing.install import install_operator
 
     cluster = controlplane.from_environment(workdir / "controlplane")
     log("starting the control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
     cluster.start()
     env: Environment | None = None
     try:
-        install_crds(cluster)
         namespace = f"incidentops-bench-{uuid.uuid4().hex[:6]}"
         cluster.kubectl("create", "namespace", namespace)
-        kubeconfig = install_operator_rbac(cluster, namespace, CLUSTERROLE)
+        kubeconfig = install_operator(cluster, namespace, CHART)
         env = Environment(cluster, namespace, kubeconfig, workdir, [namespace])
         yield env
     finally:

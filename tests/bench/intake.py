@@ -40,7 +40,7 @@ from kubernetes_asyncio import client
 from incidentops import kube
 from incidentops.domain import alertgroups
 from incidentops.testing import controlplane
-from incidentops.testing.install import install_crds, install_operator_rbac
+from incidentops.testing.install import install_operator
 from incidentops.testing.operator import OperatorProcess
 from tests.unit.intake.payloads import alert, payload
 
@@ -227,12 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("starting the control plane ...", file=sys.stderr)
         cluster.start()
-        install_crds(cluster)
         suffix = uuid.uuid4().hex[:6]
         ops, raw_ns = f"bench-ops-{suffix}", f"bench-raw-{suffix}"
         for name in (ops, raw_ns):
             cluster.kubectl("create", "namespace", name)
-        kubeconfig = install_operator_rbac(cluster, ops, ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml")
+        kubeconfig = install_operator(cluster, ops, ROOT / "charts" / "incidentops")
 
         print(f"raw creates: {args.raw_creates} Incidents ...", file=sys.stderr)
         raw = asyncio.run(raw_creates(cluster.kubeconfig, raw_ns, args.raw_creates))

@@ -2,9 +2,10 @@
 
 The control plane is started once per session (etcd, kube-apiserver with RBAC,
 controller-manager, scheduler, kwok nodes; or the cluster of KUBECONFIG with
-USE_EXISTING_CLUSTER=true). The operator runs as its own process under a
-ServiceAccount bound to the chart's ClusterRole, so RBAC is what a user gets.
-Each test works in a namespace of its own.
+USE_EXISTING_CLUSTER=true). The chart is rendered with `helm template` for the
+operator's namespace, and its CRDs, ServiceAccount and the roles bound to it are
+applied; the operator runs as its own process with that ServiceAccount's token,
+so RBAC is what a `helm install` gives it. Each test works in a namespace of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from typing import Any
 import pytest
 
 from incidentops.testing import controlplane
-from incidentops.testing.install import install_crds, install_operator_rbac
+from incidentops.testing.install import (
+    OperatorObjects,
+    install_crds,
+    install_identity,
+    operator_objects,
+    render_chart,
+)
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e.receivers import Receivers
 
@@ -33,11 +40,9 @@ FAST_OPERATOR_ENV = {
     "INCIDENTOPS_LEASE_RETRY_PERIOD_SECONDS": "1",
     "INCIDENTOPS_DELIVERY_INITIAL_DELAY_SECONDS": "0.2",
 }
-# The chart's ClusterRole (and role.yaml beside it); test_rbac_minimal points this at copies with one
-# right taken away, to show the scenario that needs it fail.
-CLUSTERROLE = Path(
-    os.environ.get("INCIDENTOPS_E2E_CLUSTERROLE") or ROOT / "charts" / "incidentops" / "files" / "clusterrole.yaml"
-)
+# The chart the operator's objects are rendered from; test_rbac_minimal points this at copies whose
+# files/clusterrole.yaml or files/role.yaml has one right taken away, to show the scenario that needs it fail.
+CHART = Path(os.environ.get("INCIDENTOPS_E2E_CHART") or ROOT / "charts" / "incidentops")
 
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
@@ -72,11 +77,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.C
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: controlplane.ControlPlane) -> None:
-    install_crds(cluster)
-
-
-@pytest.fixture(scope="session")
 def operator_namespace(cluster: controlplane.ControlPlane) -> str:
     name = f"incidentops-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
@@ -84,9 +84,21 @@ def operator_namespace(cluster: controlplane.ControlPlane) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(cluster: controlplane.ControlPlane, operator_namespace: str) -> Path:
-    """A kubeconfig for a ServiceAccount bound to the chart's own ClusterRole."""
-    return install_operator_rbac(cluster, operator_namespace, CLUSTERROLE)
+def chart_objects(operator_namespace: str) -> OperatorObjects:
+    """The operator's objects of the chart rendered for a release in the operator's namespace."""
+    return operator_objects(render_chart(CHART, operator_namespace))
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: controlplane.ControlPlane, chart_objects: OperatorObjects) -> None:
+    """The chart's CRDs (templates/crds.yaml), served."""
+    install_crds(cluster, chart_objects.crds)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: controlplane.ControlPlane, chart_objects: OperatorObjects) -> Path:
+    """A kubeconfig with the token of the chart's ServiceAccount, bound to the chart's ClusterRole and Role."""
+    return install_identity(cluster, chart_objects)
 
 
 @pytest.fixture

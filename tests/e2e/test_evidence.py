@@ -246,6 +246,16 @@ def plugin(cluster: controlplane.ControlPlane, *argv: str) -> subprocess.Complet
     return result
 
 
+def item(extracted: Path, name: str) -> str:
+    """An item of an extracted snapshot; when it is missing, the failure names what the API answered instead
+    (the ``.error.json`` items the snapshot stored: a refused read is on record, not fatal)."""
+    path = extracted / name
+    if not path.is_file():
+        errors = {str(e.relative_to(extracted)): e.read_text() for e in sorted(extracted.rglob("*.error.json"))}
+        raise AssertionError(f"{name} is not in the evidence; the API's refusals on record: {errors}")
+    return path.read_text()
+
+
 @pytest.fixture
 def kwok(cluster: controlplane.ControlPlane, crds: None) -> controlplane.ControlPlane:
     """The session's cluster, with the CRDs; these tests plant log lines, which only kwok's nodes serve."""
@@ -316,7 +326,7 @@ def test_a_snapshot_stores_redacted_verifiable_evidence(
     subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=first_dir, check=True)
     assert hashlib.sha256((first_dir / "SHA256SUMS").read_bytes()).hexdigest() == records[0].sha256
     logs = first_dir / "logs" / namespace / pod_name
-    assert (logs / "app.current.log").read_text() == (
+    assert item(first_dir, f"logs/{namespace}/{pod_name}/app.current.log") == (
         "listening on :8080\n"
         "GET /api/cart 200 12ms Authorization: [REDACTED]\n"
         '{"level":"info","msg":"cart loaded","items":3}\n'
@@ -340,7 +350,7 @@ def test_a_snapshot_stores_redacted_verifiable_evidence(
     assert not (manifests / "Secret").exists()
     history = json.loads((first_dir / "history" / "Deployment" / namespace / "cart.json").read_text())
     assert [r["replicaSet"] for r in history["revisions"]] == [replica_set]
-    namespace_events = json.loads((first_dir / "events" / "namespace.json").read_text())
+    namespace_events = json.loads(item(first_dir, "events/namespace.json"))
     assert any(e["reason"] == "BackOff" and "token=[REDACTED]" in e["message"] for e in namespace_events)
     assert (first_dir / "events" / "Pod" / namespace / f"{pod_name}.json").exists()
     assert json.loads((first_dir / "incident" / "alerts.json").read_text())["source"] == {"kind": "manual"}
@@ -389,3 +399,66 @@ def test_a_log_bigger_than_a_chunk_spans_configmaps_the_api_accepts(
     assert extracted.returncode == 0, extracted.stderr
     log = out / "big-log" / "logs" / namespace / pod_name / "app.current.log"
     assert log.read_text().splitlines() == lines
+
+
+def test_a_snapshot_reads_a_statefulset_as_a_pods_owner_and_as_a_target(
+    cluster: controlplane.ControlPlane, crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    # No StatefulSet controller runs here: the Pod is made as the controller would make it, owned by the set.
+    labels = {"app": "db"}
+    containers = [{"name": "db", "image": "registry.invalid/db"}]
+    template = {"metadata": {"labels": labels}, "spec": {"containers": containers}}
+    cluster.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": namespace, "labels": labels},
+            "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": labels}, "template": template},
+        }
+    )
+    owner = get_json(cluster, "statefulset", "db", "-n", namespace)["metadata"]
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "db-0",
+                "namespace": namespace,
+                "labels": labels,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "StatefulSet",
+                        "name": "db",
+                        "uid": owner["uid"],
+                        "controller": True,
+                    },
+                ],
+            },
+            "spec": template["spec"],
+        }
+    )
+    # The set as the owner of a Pod the incident names (get), and as a target given by a selector (list).
+    for name, target in (
+        ("db-pod", {"kind": "Pod", "name": "db-0"}),
+        ("db-set", {"kind": "StatefulSet", "selector": {"matchLabels": labels}}),
+    ):
+        cluster.apply(
+            {
+                "apiVersion": "incidentops.dev/v1alpha1",
+                "kind": "Incident",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"title": "db is down", "severity": "P2", "source": {"kind": "manual"}, "targets": [target]},
+            }
+        )
+        incident = Incident.model_validate(get_json(cluster, "incident", name, "-n", namespace))
+        done = asyncio.run(_snapshot(operator_kubeconfig, incident, "snap"))
+        assert done["verified"].done, done["verified"]
+        patch_status(cluster, namespace, f"incident/{name}", {"evidence": [done["executed"].evidence[0].to_dict()]})
+        out = tmp_path / name
+        extracted = plugin(cluster, "evidence", name, "-n", namespace, "--extract", str(out))
+        assert extracted.returncode == 0, extracted.stderr
+        stateful = json.loads(item(out / "snap", f"manifests/StatefulSet/{namespace}/db.json"))
+        assert stateful["metadata"]["uid"] == owner["uid"], name
+        pod = json.loads(item(out / "snap", f"manifests/Pod/{namespace}/db-0.json"))
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet", name

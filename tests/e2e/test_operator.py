@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from incidentops import kube
+from incidentops.handlers.deps import Dependencies
+from incidentops.handlers.policies import PolicyMonitor
+from incidentops.settings import Settings
 from incidentops.testing import controlplane
 from incidentops.testing.operator import OperatorProcess
 from tests.e2e.conftest import eventually, get_json
@@ -60,6 +66,21 @@ def test_new_incident_gets_its_initial_status(
     assert columns[1:3] == ["P1", "Triggered"]
     events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=db-down")
     assert "Triggered" in events.stdout or "NoEscalationPolicy" in events.stdout
+
+
+def test_an_incident_declared_while_the_operator_runs_is_seen_at_once(
+    cluster: controlplane.ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    # The first incident may reach Kopf through its initial listing; once it has a status, that listing is
+    # over, so the second can only come through the watch. It must be seen within seconds, not at some
+    # later listing (without the watch Kopf retries the refused watch for a minute, seeing nothing new).
+    def phase(name: str) -> str | None:
+        phase: str | None = (get_json(cluster, "incident", name, "-n", namespace).get("status") or {}).get("phase")
+        return phase
+
+    for name in ("first", "second"):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_incident(name, severity="P2"))
+        eventually(f"{name}'s first status", functools.partial(phase, name), timeout=10)
 
 
 def test_unclassified_incident_is_classified_by_its_policy(
@@ -158,6 +179,27 @@ def test_policy_ready_follows_its_channel_secret(
     events = cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
     assert "SecretNotFound" in events and "XXXXSECRET" not in events
     assert "XXXXSECRET" not in operator.output()
+
+
+async def test_a_policy_checked_on_a_stale_copy_is_read_again_and_its_status_written(
+    cluster: controlplane.ControlPlane, crds: None, operator_kubeconfig: Path, namespace: str
+) -> None:
+    # The monitor checks the copy of a policy its watch last saw (its timer, a delivery's news). When a
+    # person changed the policy since, the status write (under the copy's resourceVersion) conflicts: the
+    # policy is read again and the status computed and written on what it is now.
+    cluster.apply(_policy_with_secret(namespace))
+    stale = get_json(cluster, "escalationpolicy", "paging", "-n", namespace)
+    cluster.kubectl("label", "escalationpolicy", "paging", "-n", namespace, "team=payments")
+    api = await kube.api_client(operator_kubeconfig)
+    try:
+        await PolicyMonitor(Dependencies(settings=Settings(), api=api)).check(stale)
+    finally:
+        await api.close()
+    policy = get_json(cluster, "escalationpolicy", "paging", "-n", namespace)
+    assert policy["metadata"]["labels"] == {"team": "payments"}
+    ready = _condition(policy, "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "SecretNotFound")
+    assert policy["metadata"]["resourceVersion"] != stale["metadata"]["resourceVersion"]
 
 
 def test_an_incident_without_policy_gets_one_as_soon_as_a_policy_appears(

@@ -1,15 +1,19 @@
-"""Least privilege, shown right by right: every (API group, resource, verb) the chart's ClusterRole and
-Role grant is taken away in turn, and the e2e scenario that needs it is run against a fresh control plane
-with the operator under the reduced role: it must fail, and its output must show the API server's 403.
-With the full role the same scenarios pass in the rest of the suite.
+"""Least privilege, shown right by right: every (API group, resource, verb) the chart's rendered
+ClusterRole and Role grant is taken away in turn, and the e2e scenario that needs it is run against a
+fresh control plane with the operator under the reduced role: it must fail, and its output must show the
+API server's 403. With the full role the same scenarios pass in the rest of the suite.
 
-``GRANTS`` is the table (docs/security.md shows it); a unit test below holds it to the rendered role, so a
+The reduced role is the chart's own: a copy of the chart whose files/clusterrole.yaml (or files/role.yaml)
+lacks the one right, which the e2e fixtures render with `helm template` and apply (INCIDENTOPS_E2E_CHART).
+
+``GRANTS`` is the table (docs/security.md shows it); a unit test below holds it to the rendered roles, so a
 right added without a scenario that needs it, or a row for a right that is gone, fails the suite.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +22,10 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
+from incidentops.testing.install import operator_objects, render_chart
+
 ROOT = Path(__file__).resolve().parents[2]
-FILES = ROOT / "charts" / "incidentops" / "files"
+CHART = ROOT / "charts" / "incidentops"
 E2E = "tests/e2e/"
 
 
@@ -42,20 +48,27 @@ _EVENTS = "test_actions.py::test_a_rollback_remediation_takes_evidence_first_and
 _FINALIZER = "test_actions.py::test_deleting_an_incident_in_maintenance_sets_the_service_back_first"
 _INTAKE = "test_intake.py::test_two_receivers_and_concurrent_posts_make_one_incident"
 _TAKEOVER = "test_leader.py::test_only_the_leader_pages_and_the_standby_takes_over"
+_WATCHED = "test_operator.py::test_an_incident_declared_while_the_operator_runs_is_seen_at_once"
+_SCALE = "test_actions_workloads.py::test_scale_and_undo_to_the_original_count"
+_STATEFULSET = "test_evidence.py::test_a_snapshot_reads_a_statefulset_as_a_pods_owner_and_as_a_target"
+_STALE_POLICY = "test_operator.py::test_a_policy_checked_on_a_stale_copy_is_read_again_and_its_status_written"
 
 GRANTS: tuple[Grant, ...] = (
     Grant("", "events", "create", _EVENTS, "an Event on every incident transition"),
     Grant("incidentops.dev", "incidents", "get", _OPERATOR, "each look reads the incident fresh"),
     Grant("incidentops.dev", "incidents", "list", _OPERATOR, "Kopf lists incidents"),
+    Grant("incidentops.dev", "incidents", "watch", _WATCHED, "Kopf sees a new incident at once"),
     Grant("incidentops.dev", "incidents", "patch", _FINALIZER, "Kopf's finalizer on an incident awaiting undo"),
     Grant("incidentops.dev", "escalationpolicies", "list", _POLICY, "policies are listed for selection"),
     Grant("incidentops.dev", "escalationpolicies", "watch", _POLICY, "Kopf watches policies"),
     Grant("incidentops.dev", "incidents", "create", _INTAKE, "the receiver opens incidents"),
     Grant("incidentops.dev", "incidents/status", "update", _OPERATOR, "status written under resourceVersion"),
     Grant("incidentops.dev", "escalationpolicies/status", "update", _POLICY, "Ready written"),
+    Grant("incidentops.dev", "escalationpolicies", "get", _STALE_POLICY, "a conflicted status write reads it again"),
     Grant("", "secrets", "get", _POLICY, "a channel's Secret, to judge Ready and to send"),
     Grant("apps", "deployments", "get", _ROLLBACK, "the Deployment to roll back"),
     Grant("apps", "deployments", "patch", _ROLLBACK, "the rollback itself"),
+    Grant("apps", "deployments", "list", _SCALE, "the Deployments a target selects by labels"),
     Grant("apps", "replicasets", "list", _ROLLBACK, "the rollout history"),
     Grant("", "configmaps", "get", _ROLLBACK, "ConfigMaps the template uses, changed since (metadata)"),
     Grant("", "services", "get", _MAINTENANCE, "the Service to switch"),
@@ -64,6 +77,8 @@ GRANTS: tuple[Grant, ...] = (
     Grant("networking.k8s.io", "ingresses", "patch", _INGRESS, "the switch itself"),
     Grant("", "pods", "list", _MAINTENANCE, "the maintenance backend's ready Pods"),
     Grant("discovery.k8s.io", "endpointslices", "list", _MAINTENANCE, "verify: the slices list the backend"),
+    Grant("", "pods", "get", _QUARANTINE, "the Pod an incident names"),
+    Grant("apps", "replicasets", "get", _QUARANTINE, "the Pod's ReplicaSet: the labels it selects by"),
     Grant("", "pods", "patch", _QUARANTINE, "the quarantine label, the selected labels off"),
     Grant("", "pods", "delete", _QUARANTINE, "release deletes the quarantined Pod"),
     Grant("", "services", "list", _QUARANTINE, "the Services that select the Pod"),
@@ -73,6 +88,10 @@ GRANTS: tuple[Grant, ...] = (
     Grant(
         "", "configmaps", "create", _EVIDENCE, "the evidence ConfigMaps (post-mortem drafts are written the same way)"
     ),
+    Grant("", "events", "list", _EVIDENCE, "evidence: the Events of the namespace and of the targets"),
+    Grant("", "pods/log", "get", _EVIDENCE, "evidence: the containers' logs, current and previous"),
+    Grant("apps", "statefulsets", "get", _STATEFULSET, "evidence: a Pod's StatefulSet, up its owners"),
+    Grant("apps", "statefulsets", "list", _STATEFULSET, "evidence: the StatefulSets a target selects"),
     Grant("coordination.k8s.io", "leases", "get", _OPERATOR, "leader election"),
     Grant("coordination.k8s.io", "leases", "create", _OPERATOR, "leader election, the first time"),
     Grant("coordination.k8s.io", "leases", "update", _TAKEOVER, "leader election: renew, take over"),
@@ -80,32 +99,14 @@ GRANTS: tuple[Grant, ...] = (
 
 # Rights the role grants that no scenario has yet been shown to need (the proof ran and the scenario
 # passed without them), each with what is known. Listed, not hidden: docs/security.md shows them too.
-_NOT_RUN_BY = "the scenario passed without it"
 NOT_SHOWN: dict[tuple[str, str, str], str] = {
-    ("apiextensions.k8s.io", "customresourcedefinitions", "list"): (
-        "Kopf's documented requirement (it follows which CRDs exist); without it Kopf warns and goes on"
-    ),
-    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "as list",
-    ("", "namespaces", "list"): (
-        "Kopf's documented requirement for following namespaces; unused by a cluster-wide watch (the "
-        "scenarios), to go once the chart's watchNamespaces mode is shown not to need it either"
-    ),
-    ("", "namespaces", "watch"): "as list",
-    ("incidentops.dev", "incidents", "watch"): (
-        f"{_NOT_RUN_BY} (Kopf lists again after the watch's 403): a scenario measuring the delay is to be written"
-    ),
-    ("incidentops.dev", "escalationpolicies", "get"): f"{_NOT_RUN_BY}: policies are read from the watch's cache",
     ("incidentops.dev", "escalationpolicies", "patch"): (
-        "Kopf's last-handled annotation of the policies' create/update/resume handlers; without it Kopf "
-        "retries them, which the Ready scenario does not see"
+        "Kopf's last-handled and progress annotations of the policies' create/update/resume handlers; "
+        "without it Kopf retries them, which the Ready scenario does not see. Replacing those handlers by "
+        "the event handler alone (no Kopf state on policies, no patch) made the takeover scenario "
+        "(test_leader.py) page twice when run after test_operator.py and test_escalation.py (2 runs of 2; "
+        "alone it passed 4 of 4): kept until that is understood"
     ),
-    ("", "pods", "get"): "the receiver's alert `pod` label -> Deployment path, shown in unit tests only",
-    ("apps", "replicasets", "get"): "as pods get",
-    ("apps", "deployments", "list"): "Deployments by selector: the rollback scenario names its Deployment",
-    ("", "events", "list"): "evidence records a refused read and goes on; the scenario does not assert the Events item",
-    ("", "pods/log", "get"): f"{_NOT_RUN_BY}: not yet explained",
-    ("apps", "statefulsets", "get"): "a StatefulSet owner: no scenario has one",
-    ("apps", "statefulsets", "list"): "as get",
 }
 
 
@@ -134,11 +135,22 @@ def without(role: dict[str, Any], group: str, resource: str, verb: str) -> dict[
     return {**role, "rules": rules}
 
 
-def _roles() -> tuple[dict[str, Any], dict[str, Any]]:
-    return (
-        yaml.safe_load((FILES / "clusterrole.yaml").read_text()),
-        yaml.safe_load((FILES / "role.yaml").read_text()),
-    )
+def _roles(chart: Path = CHART) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ClusterRole and the Role bound to the operator's ServiceAccount, as the chart renders them."""
+    identity = operator_objects(render_chart(chart, "incidentops")).identity
+    (clusterrole,) = (o for o in identity if o["kind"] == "ClusterRole")
+    (role,) = (o for o in identity if o["kind"] == "Role")
+    return clusterrole, role
+
+
+def _reduced_chart(directory: Path, group: str, resource: str, verb: str) -> Path:
+    """A copy of the chart whose role files lack (group, resource, verb)."""
+    chart = directory / "incidentops"
+    shutil.copytree(CHART, chart)
+    for name in ("clusterrole.yaml", "role.yaml"):
+        path = chart / "files" / name
+        path.write_text(yaml.safe_dump(without(yaml.safe_load(path.read_text()), group, resource, verb)))
+    return chart
 
 
 def test_every_right_has_a_scenario_and_every_row_a_right() -> None:
@@ -164,15 +176,11 @@ def test_taking_one_right_away_keeps_every_other() -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("grant", GRANTS, ids=lambda g: f"{g.group or 'core'}/{g.resource}/{g.verb}")
 def test_the_scenario_that_needs_a_right_fails_without_it(grant: Grant, tmp_path: Path) -> None:
-    clusterrole, role = _roles()
-    in_role = (grant.group, grant.resource, grant.verb) in granted(role)
-    (tmp_path / "clusterrole.yaml").write_text(
-        yaml.safe_dump(clusterrole if in_role else without(clusterrole, grant.group, grant.resource, grant.verb))
-    )
-    (tmp_path / "role.yaml").write_text(
-        yaml.safe_dump(without(role, grant.group, grant.resource, grant.verb) if in_role else role)
-    )
-    env = {**os.environ, "INCIDENTOPS_E2E_CLUSTERROLE": str(tmp_path / "clusterrole.yaml")}
+    right = (grant.group, grant.resource, grant.verb)
+    chart = _reduced_chart(tmp_path, *right)
+    full, reduced = (granted(a) | granted(b) for a, b in (_roles(), _roles(chart)))
+    assert reduced == full - {right}, "the reduced chart renders the full rights but this one"
+    env = {**os.environ, "INCIDENTOPS_E2E_CHART": str(chart)}
     env.pop("PYTEST_ADDOPTS", None)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "e2e", E2E + grant.scenario, "-x", "-q", "-p", "no:cacheprovider",
@@ -189,6 +197,8 @@ def table() -> str:
     rows = ["| API group | Resource | Verb | Why | Scenario that fails without it |", "|---|---|---|---|---|"]
     for g in GRANTS:
         rows.append(f"| `{g.group or 'core'}` | `{g.resource}` | `{g.verb}` | {g.why} | `{g.scenario}` |")
+    if not NOT_SHOWN:
+        return "\n".join([*rows, "", "Every right the roles grant is in this table: none without a scenario."])
     rows += [
         "",
         "Granted, not yet shown necessary:",

@@ -31,6 +31,13 @@ def test_an_invalid_setting_names_the_setting(capsys: pytest.CaptureFixture[str]
     assert "metrics_port" in err and "65535" in err
 
 
+def test_a_watch_namespace_pattern_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # Kopf is given exact names (it may not list namespaces to match a pattern): a glob would watch nothing.
+    assert cli.main(["run", "--watch-namespace", "payments", "--watch-namespace", "team-*"]) == 2
+    err = capsys.readouterr().err
+    assert "watch_namespaces" in err and "'team-*' is not a namespace name" in err
+
+
 def test_crds_are_printed_as_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["crds"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))

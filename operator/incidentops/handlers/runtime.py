@@ -83,6 +83,11 @@ def configure_kopf(settings: kopf.OperatorSettings, *, api_timeout: float = kube
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key="last-handled")
     settings.persistence.finalizer = f"{prefix}/finalizer"
+    # No observation of CRDs and namespaces (which would need list and watch on both, cluster-wide):
+    # our CRDs are installed before the operator starts (the chart's templates, or `incidentops dev`),
+    # and the namespaces watched are the whole cluster or the exact names of `watchNamespaces`.
+    # Kopf then serves the resources it finds at start-up, in those namespaces.
+    settings.scanning.disabled = True
     # Events for our transitions are posted by our handlers with specific reasons;
     # Kopf's own per-handler chatter stays in the logs.
     settings.posting.level = logging.WARNING
@@ -95,6 +100,29 @@ def configure_kopf(settings: kopf.OperatorSettings, *, api_timeout: float = kube
     # Our runtime, not Kopf, ends the process once every part has stopped (and
     # `incidentops dev` must still stop its control plane afterwards).
     settings.process.ultimate_exiting_timeout = None
+
+
+async def served(api: kube.ApiClient, stop: asyncio.Event, *, interval: float = 2.0) -> bool:
+    """Wait until the API server serves our resources; False if ``stop`` came first.
+
+    Kopf is told which resources exist once, as it starts (its scanning is off: see
+    :func:`configure_kopf`), so it must not start before our CRDs are served, or it would serve
+    nothing, silently. The chart installs them with the operator; a pod that starts first waits here.
+    """
+    logged = False
+    while not stop.is_set():
+        try:
+            missing = await kube.unserved(api, [kube.INCIDENTS, kube.POLICIES])
+        except Exception as exc:  # the API server unreachable: asked again, as Kopf would
+            missing = [f"? ({kube.describe(exc)})"]
+        if not missing:
+            return True
+        if not logged:
+            logger.warning("waiting for the API server to serve %s (are the CRDs installed?)", ", ".join(missing))
+            logged = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+    return False
 
 
 async def run(
@@ -153,6 +181,8 @@ async def run(
     async def leader_parts(leader_stop: asyncio.Event) -> None:
         """Kopf, the scheduler, the delivery queue, the action runner and the policies' recheck: what only the
         leader runs."""
+        if not await served(api, leader_stop):
+            return
         kopf_settings = kopf.OperatorSettings()
         configure_kopf(kopf_settings, api_timeout=settings.api_timeout_seconds)
         kopf_ready = asyncio.Event()

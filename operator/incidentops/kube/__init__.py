@@ -83,6 +83,7 @@ from incidentops.kube.objects import (
     read_replica_set,
     read_secret,
     server_version,
+    unserved,
     whoami,
     write_status,
 )
@@ -148,6 +149,7 @@ __all__ = [
     "server_message",
     "server_version",
     "test_resource_version",
+    "unserved",
     "whoami",
     "write_status",
 ]

@@ -21,7 +21,7 @@ import copy
 import datetime
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,26 @@ class Resource:
 
 INCIDENTS = Resource("incidents", "Incident")
 POLICIES = Resource("escalationpolicies", "EscalationPolicy")
+
+
+async def unserved(api: client.ApiClient, resources: Sequence[Resource]) -> list[str]:
+    """The plurals of ``resources`` the API server's discovery does not list (their CRD is not installed,
+    or not yet served). Discovery is open to every authenticated identity: no RBAC rule is needed."""
+    try:
+        found: Body = await api.call_api(
+            f"/apis/{GROUP}/{VERSION}",
+            "GET",
+            header_params={"Accept": "application/json"},
+            response_types_map={200: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
+    except ApiException as exc:
+        if exc.status == 404:  # the group itself is not served
+            return [r.plural for r in resources]
+        raise
+    names = {r.get("name") for r in found.get("resources") or []}
+    return [r.plural for r in resources if r.plural not in names]
 
 
 async def read(api: client.ApiClient, resource: Resource, namespace: str, name: str) -> Body:

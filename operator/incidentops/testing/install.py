@@ -1,26 +1,104 @@
-"""Install what the operator needs into a cluster: CRDs, RBAC, a ServiceAccount.
+"""Install what the operator needs into a cluster, as the chart renders it: CRDs, ServiceAccount, RBAC.
 
-Where it sits: used by ``incidentops dev`` and the e2e fixtures after the
-control plane is up. The CRDs come from the API models (the same generator that
-writes ``crds/``); the ClusterRole is the chart's own file, so the operator is
-tested under exactly the rights the chart grants.
+Where it sits: used by ``incidentops dev``, the e2e fixtures and the benchmarks after the control plane
+is up. :func:`render_chart` runs the pinned helm's ``helm template`` on ``charts/incidentops`` with the
+operator's namespace as the release namespace; :func:`operator_objects` picks out of the result the
+CRDs (``templates/crds.yaml``), the ServiceAccount, and the roles and bindings that name that
+ServiceAccount. Nothing else is applied: the Deployment, Services and the rest of the release are the
+chart's, and the suite runs the operator as a local process with the ServiceAccount's token instead.
+So the operator is tested under exactly the objects a ``helm install`` creates for it.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 OPERATOR_SERVICE_ACCOUNT = "incidentops"
+_BINDINGS = ("ClusterRoleBinding", "RoleBinding")
 
 
-def install_crds(cluster: Any) -> None:
-    from incidentops.api import crdgen
+class OperatorObjects(NamedTuple):
+    crds: list[dict[str, Any]]
+    identity: list[dict[str, Any]]  # the ServiceAccount, the roles bound to it and their bindings
 
-    crds = crdgen.generate()
+
+def render_chart(chart: Path, namespace: str) -> list[dict[str, Any]]:
+    """The objects ``helm template`` renders for a release in ``namespace``, with the default values.
+
+    The release is named after the namespace, so the cluster-scoped names (the ClusterRole and its
+    binding) of two installs in one cluster never collide; the ServiceAccount keeps its usual name.
+    """
+    from incidentops.testing import build
+
+    cmd = [
+        str(build.helm()), "template", namespace, str(chart), "--namespace", namespace,
+        "--set", f"serviceAccount.name={OPERATOR_SERVICE_ACCOUNT}",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def operator_objects(objects: Iterable[dict[str, Any]]) -> OperatorObjects:
+    """The CRDs, and the ServiceAccount with every role bound to it and the bindings, of a rendering."""
+    objects = list(objects)
+    accounts = [o for o in objects if o["kind"] == "ServiceAccount"]
+    if len(accounts) != 1:
+        raise ValueError(f"expected one ServiceAccount in the rendered chart, found {len(accounts)}")
+    account = accounts[0]
+    subject = {
+        "kind": "ServiceAccount",
+        "name": account["metadata"]["name"],
+        "namespace": account["metadata"]["namespace"],
+    }
+    bindings = [o for o in objects if o["kind"] in _BINDINGS and subject in (o.get("subjects") or [])]
+
+    def role_of(binding: dict[str, Any]) -> tuple[str, str, str | None]:
+        # A Role is the one of the binding's namespace; a ClusterRole has none.
+        kind, name = binding["roleRef"]["kind"], binding["roleRef"]["name"]
+        return kind, name, binding["metadata"].get("namespace") if kind == "Role" else None
+
+    bound = {role_of(b) for b in bindings}
+    roles = [
+        o for o in objects if o["kind"] in ("ClusterRole", "Role")
+        and (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) in bound
+    ]  # fmt: skip
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    return OperatorObjects(crds, [account, *roles, *bindings])
+
+
+def install_operator(cluster: Any, namespace: str, chart: Path) -> Path:
+    """Apply the chart's CRDs, ServiceAccount and RBAC for ``namespace``; returns the SA's kubeconfig.
+
+    ``namespace`` must exist. The CRDs are served before this returns (the operator needs them at
+    start-up: it does not follow CRDs that appear later).
+    """
+    found = operator_objects(render_chart(chart, namespace))
+    install_crds(cluster, found.crds)
+    return install_identity(cluster, found)
+
+
+def install_identity(cluster: Any, found: OperatorObjects) -> Path:
+    """Apply the ServiceAccount, its roles and bindings; returns a kubeconfig with the SA's token."""
+    cluster.apply(found.identity)
+    account = found.identity[0]["metadata"]
+    path: Path = cluster.service_account_kubeconfig(account["namespace"], account["name"])
+    return path
+
+
+def install_crds(cluster: Any, crds: list[dict[str, Any]] | None = None) -> None:
+    """Apply ``crds`` (default: generated from the API models) and wait until they are served."""
+    if crds is None:
+        from incidentops.api import crdgen
+
+        crds = crdgen.generate()
     cluster.apply(crds)
     for crd in crds:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
@@ -44,48 +122,3 @@ def wait_until_listed(cluster: Any, crd: dict[str, Any], timeout: float = 60) ->
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for the API server to list {path}")
         time.sleep(0.2)
-
-
-def install_operator_rbac(cluster: Any, namespace: str, clusterrole: Path) -> Path:
-    """The chart's ClusterRole and Role, a ServiceAccount and bindings; returns the SA's kubeconfig.
-
-    The Role (``role.yaml`` beside the ClusterRole file) is bound in ``namespace``,
-    the operator's own, as the chart does.
-    """
-    role = yaml.safe_load(clusterrole.read_text())
-    name = role["metadata"]["name"]
-    namespaced: list[dict[str, Any]] = []
-    role_file = clusterrole.with_name("role.yaml")
-    if role_file.exists():
-        local = yaml.safe_load(role_file.read_text())
-        local["metadata"]["namespace"] = namespace
-        namespaced = [
-            local,
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": local["metadata"]["name"], "namespace": namespace},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": local["metadata"]["name"]},
-                "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": namespace}],
-            },
-        ]
-    cluster.apply(
-        [
-            *namespaced,
-            role,
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": OPERATOR_SERVICE_ACCOUNT, "namespace": namespace},
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": f"{name}-{namespace}"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SERVICE_ACCOUNT, "namespace": namespace}],
-            },
-        ]
-    )
-    path: Path = cluster.service_account_kubeconfig(namespace, OPERATOR_SERVICE_ACCOUNT)
-    return path

@@ -231,18 +231,37 @@ def test_the_cluster_role_is_files_clusterrole_yaml() -> None:
     assert one(objects, "Role", "io-leader-election")["rules"] == LEASE_ROLE["rules"]
 
 
+def test_the_e2e_suite_applies_the_operators_identity_and_the_crds_and_nothing_else() -> None:
+    # What tests/e2e/conftest.py applies of the rendered chart (incidentops.testing.install).
+    from incidentops.testing.install import operator_objects, render_chart
+
+    found = operator_objects(render_chart(CHART, "ops"))
+    assert sorted(c["metadata"]["name"] for c in found.crds) == [
+        "escalationpolicies.incidentops.dev",
+        "incidents.incidentops.dev",
+    ]
+    assert [(o["kind"], o["metadata"]["name"]) for o in found.identity] == [
+        ("ServiceAccount", "incidentops"),
+        ("ClusterRole", "ops"),
+        ("Role", "ops-leader-election"),
+        ("ClusterRoleBinding", "ops"),
+        ("RoleBinding", "ops-leader-election"),
+    ], "the people's roles, the Deployment, the Services and the Secret are not the operator's identity"
+    assert next(o for o in found.identity if o["kind"] == "ClusterRole")["rules"] == CLUSTERROLE["rules"]
+
+
 def test_watch_namespaces_turns_the_namespaced_rules_into_roles() -> None:
     objects = template("--set", "watchNamespaces={payments,checkout}")
     assert _env(objects)["INCIDENTOPS_WATCH_NAMESPACES"] == "payments,checkout,ops"
-    cluster_rules = one(objects, "ClusterRole", "io")["rules"]
-    assert {r for rule in cluster_rules for r in rule["resources"]} == {"customresourcedefinitions", "namespaces"}
+    # Every rule is on namespaced resources (Kopf lists no namespaces and follows no CRDs): no ClusterRole.
+    assert not find(objects, "ClusterRole", "io") and not find(objects, "ClusterRoleBinding", "io")
     roles = {r["metadata"]["namespace"]: r for r in find(objects, "Role", "io")}
     assert sorted(roles) == ["checkout", "ops", "payments"]
     bindings = {b["metadata"]["namespace"]: b for b in find(objects, "RoleBinding", "io")}
     assert sorted(bindings) == sorted(roles)
     for namespace, role in roles.items():
-        # Nothing lost, nothing added: the Role and the ClusterRole together are the file's rules.
-        assert sorted(map(str, cluster_rules + role["rules"])) == sorted(map(str, CLUSTERROLE["rules"])), namespace
+        # Nothing lost, nothing added: each Role holds the file's rules.
+        assert sorted(map(str, role["rules"])) == sorted(map(str, CLUSTERROLE["rules"])), namespace
         assert bindings[namespace]["subjects"] == [{"kind": "ServiceAccount", "name": "io", "namespace": "ops"}]
 
 

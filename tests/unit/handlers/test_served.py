@@ -1,0 +1,43 @@
+"""Kopf starts only once our resources are served (it is told which exist once, as it starts)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from incidentops import kube
+from incidentops.handlers import runtime
+from tests.unit.kubefake import api_error
+
+
+async def test_kopf_waits_for_the_crds_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers: list[Any] = [["incidents", "escalationpolicies"], api_error(503), ["escalationpolicies"], []]
+
+    async def unserved(api: Any, resources: Any) -> list[str]:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return list(answer)
+
+    monkeypatch.setattr(kube, "unserved", unserved)
+    with caplog.at_level(logging.WARNING, logger="incidentops"):
+        assert await runtime.served(object(), asyncio.Event(), interval=0.001) is True
+    assert not answers, "asked until everything was served"
+    waiting = [r.getMessage() for r in caplog.records if "waiting for the API server" in r.getMessage()]
+    assert waiting == ["waiting for the API server to serve incidents, escalationpolicies (are the CRDs installed?)"]
+
+
+async def test_a_stop_ends_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = asyncio.Event()
+
+    async def unserved(api: Any, resources: Any) -> list[str]:
+        stop.set()
+        return ["incidents"]
+
+    monkeypatch.setattr(kube, "unserved", unserved)
+    assert await runtime.served(object(), stop, interval=60) is False
