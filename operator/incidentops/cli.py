@@ -93,6 +93,7 @@ def _run_operator(settings: Settings, on_ready: Any = None) -> int:
     from incidentops.intake import run_receiver
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(runtime.quiet_kopf_scan_leftovers)
         ready = asyncio.Event()
         watcher = asyncio.create_task(_after(ready, on_ready)) if on_ready else None
         try:

@@ -102,6 +102,27 @@ def configure_kopf(settings: kopf.OperatorSettings, *, api_timeout: float = kube
     settings.process.ultimate_exiting_timeout = None
 
 
+def quiet_kopf_scan_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """The loop's exception handler: one line, not a traceback, for Kopf's resource scan cut short.
+
+    Kopf's ``scan_resources`` reads ``/api`` and ``/apis`` in sibling tasks (``asyncio.as_completed``);
+    when one fails, the other's failure is never retrieved, and asyncio prints its traceback when the
+    task is collected. That happens when the API connection closes under a starting Kopf (a leader
+    stopping as it starts): the operator copes (Kopf starts again with the next leadership), so it is
+    worth a warning, not a traceback that reads like a crash. Everything else goes to the default handler.
+    """
+    exc = context.get("exception")
+    task = context.get("future")
+    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    filename = getattr(getattr(coro, "cr_code", None), "co_filename", "")
+    if isinstance(exc, aiohttp.ClientError) and filename.endswith(
+        os.path.join("kopf", "_cogs", "clients", "scanning.py")
+    ):
+        logger.warning("Kopf's resource scan was cut short: %s: %s", type(exc).__name__, exc)
+        return
+    loop.default_exception_handler(context)
+
+
 async def served(api: kube.ApiClient, stop: asyncio.Event, *, interval: float = 2.0) -> bool:
     """Wait until the API server serves our resources; False if ``stop`` came first.
 

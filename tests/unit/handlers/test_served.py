@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
+from kopf._cogs.clients import scanning
 
 from incidentops import kube
 from incidentops.handlers import runtime
@@ -41,3 +44,29 @@ async def test_a_stop_ends_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(kube, "unserved", unserved)
     assert await runtime.served(object(), stop, interval=60) is False
+
+
+def test_kopf_scan_cut_short_is_a_warning_line_and_other_leftovers_keep_their_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fail() -> None:
+        raise aiohttp.ClientConnectionError("Connection closed")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        # Kopf's own coroutine (a group it has nothing to read for, so no request is made).
+        scan = asyncio.ensure_future(scanning._read_old_api(groups=["none"], settings=None, logger=None))  # type: ignore[arg-type]
+        await scan
+        other = loop.create_task(fail())
+        with contextlib.suppress(aiohttp.ClientError):
+            await other
+        closed = aiohttp.ClientConnectionError("Connection closed")
+        for task in (scan, other):
+            context = {"message": "Task exception was never retrieved", "exception": closed, "future": task}
+            runtime.quiet_kopf_scan_leftovers(loop, context)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("WARNING", "Kopf's resource scan was cut short: ClientConnectionError: Connection closed") in lines
+    assert any(level == "ERROR" and "never retrieved" in message for level, message in lines), lines
