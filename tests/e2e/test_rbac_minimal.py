@@ -99,15 +99,7 @@ GRANTS: tuple[Grant, ...] = (
 
 # Rights the role grants that no scenario has yet been shown to need (the proof ran and the scenario
 # passed without them), each with what is known. Listed, not hidden: docs/security.md shows them too.
-NOT_SHOWN: dict[tuple[str, str, str], str] = {
-    ("incidentops.dev", "escalationpolicies", "patch"): (
-        "Kopf's last-handled and progress annotations of the policies' create/update/resume handlers; "
-        "without it Kopf retries them, which the Ready scenario does not see. Replacing those handlers by "
-        "the event handler alone (no Kopf state on policies, no patch) made the takeover scenario "
-        "(test_leader.py) page twice when run after test_operator.py and test_escalation.py (2 runs of 2; "
-        "alone it passed 4 of 4): kept until that is understood"
-    ),
-}
+NOT_SHOWN: dict[tuple[str, str, str], str] = {}
 
 
 def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -198,7 +190,7 @@ def table() -> str:
     for g in GRANTS:
         rows.append(f"| `{g.group or 'core'}` | `{g.resource}` | `{g.verb}` | {g.why} | `{g.scenario}` |")
     if not NOT_SHOWN:
-        return "\n".join([*rows, "", "Every right the roles grant is in this table: none without a scenario."])
+        return "\n".join([*rows, "", "Every right the roles grant is in this table, each with its scenario."])
     rows += [
         "",
         "Granted, not yet shown necessary:",

@@ -1,7 +1,7 @@
 """EscalationPolicy glue: check what CEL cannot, and report it in the Ready condition.
 
-Where it sits: :class:`PolicyMonitor` is called by the Kopf handlers of
-``registry.py`` on create, update and resume of a policy, runs as a part of
+Where it sits: :class:`PolicyMonitor` hears from the Kopf event handler of
+``registry.py`` of every policy it sees (a new or changed one is checked at once), runs as a part of
 the leader (like the scheduler) to check every policy again every
 ``policy_recheck_seconds``, and hears from the delivery queue (``queue.py``)
 how each attempt to a channel went. The admission schema already refused what

@@ -9,12 +9,16 @@ to ``kopf.operator()``. Each handler is a few lines of glue:
   that their deletion must undo first (a maintenance switch, a restorable
   scale, a quarantine): Kopf puts its finalizer on those only, so deleting any
   other incident never waits for the operator.
-- EscalationPolicies: create/update/resume check the channel Secrets and
-  health (``policies.py``, whose monitor also keeps the latest copy of each
-  policy to check again on its timer); every event queues the policy's
-  monthly report (``reports.py``) at its next due time; any event re-evaluates the incidents
-  the policy may apply to, so an incident that had no policy gets one as soon
-  as it exists.
+- EscalationPolicies: one event handler. A policy listed as Kopf starts, a new
+  one, or one with a new generation (its spec changed) is
+  handed to the monitor to check its channel Secrets and health at once
+  (``policies.py``; the monitor keeps the latest copy of each policy and checks
+  every one again on its timer, which is also its retry); every event queues
+  the policy's monthly report (``reports.py``) at its next due time; any event
+  re-evaluates the incidents the policy may apply to, so an incident that had
+  no policy gets one as soon as it exists. No change handlers: Kopf keeps no
+  state on policies (no last-handled or progress annotations), so the operator
+  never writes a policy, only its status.
 """
 
 from __future__ import annotations
@@ -88,12 +92,6 @@ def build(
                 raise
             raise kopf.TemporaryError(f"undoing before the incident goes: {kube.describe(exc)}", delay=10) from exc
 
-    @kopf.on.resume(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
-    @kopf.on.create(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
-    @kopf.on.update(GROUP, VERSION, kube.POLICIES.plural, field="spec", registry=registry)
-    async def policy_changed(body: kopf.Body, **_: Any) -> None:
-        await monitor.check(dict(body))
-
     @kopf.on.event(GROUP, VERSION, kube.POLICIES.plural, registry=registry)
     async def policy_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         uid = body.metadata.uid or ""
@@ -112,6 +110,10 @@ def build(
                 reports.seen(dict(body))  # queued at its next monthly report (the initial listing rebuilds it)
             seen = generations.get(uid, -1)
             generations[uid] = generation
+            if event["type"] is None or seen != generation:
+                # Listed as Kopf starts (this replica leads now), new, or its spec changed; our own
+                # status writes keep the generation, so they are not checked again.
+                monitor.check_soon((namespace, body.metadata.name or ""))
             if event["type"] is None or seen == generation:
                 # The initial listing (every incident is looked at anyway), or only its status changed.
                 return
