@@ -442,7 +442,12 @@ def draft_facts(incident: Incident, sla: EffectiveSLA, facts: EpisodeFacts) -> d
             "createdAt": _iso(created),
             "episodeStartedAt": _iso(start),
             "resolvedAt": _iso(resolved_at),
-            "duration": format_duration(resolved_at - utc(status.started_at or start)) if resolved_at else None,
+            # Never negative: a person's resolution `at` may lie before the start (a laptop's clock).
+            "duration": (
+                format_duration(datetime.timedelta(seconds=seconds_between(status.started_at or start, resolved_at)))
+                if resolved_at
+                else None
+            ),
             "source": str(source.kind) if source is not None else "manual",
             "alertname": (source.labels or {}).get("alertname") if source is not None else None,
         },

@@ -309,3 +309,20 @@ def test_draft_facts_come_from_the_record() -> None:
         ("chat", "resolved"),
     }
     assert facts["postmortem"]["dueBy"] == "2025-01-03T10:10:00Z"
+
+
+@given(minutes=st.integers(min_value=-3000, max_value=3000))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_resolution_dated_before_the_start_still_drafts_with_a_duration_never_negative(minutes: int) -> None:
+    # A person's `at` comes from their laptop's clock; a draft must be written whatever it says.
+    from incidentops.domain.lifecycle import episode_facts
+
+    sim = sim_for()
+    sim.step(at(0))
+    sim.edit(resolution=mark(minutes, summary="rolled back"))
+    sim.step(at(max(minutes, 0) + 1))
+    facts = pm.draft_facts(sim.incident, _sla(sim), episode_facts(sim.incident.spec, sim.status))
+    duration = facts["incident"]["duration"]
+    assert duration is not None and not duration.startswith("-")
+    if minutes <= 0:
+        assert duration == "0s"
