@@ -19,6 +19,7 @@ Owned by the Incident (deleted with it) unless the policy's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -81,10 +82,28 @@ class PostmortemWriter:
         self.ledger = ledger
         self.clock = clock
         self._busy: dict[Key, asyncio.Task[None]] = {}
+        # Only a leader writes: before run() and after its stop, nothing is started.
+        self._leading = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """A part of the leader, like the action runner: drafts are written only while this replica leads;
+        at ``stop`` the drafts being written are cancelled (a draft is created once, under its name, so
+        the next leader finishes what was cut short)."""
+        self._leading = True
+        try:
+            await stop.wait()
+        finally:
+            self._leading = False
+            tasks = list(self._busy.values())
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     def submit(self, key: Key, incident: Incident, selection: Selection, settled: bool) -> None:
         """Start writing the incident's draft if the domain says it is due now and none is being written."""
-        if key in self._busy:
+        if key in self._busy or not self._leading:
             return
         policy = selection.policy
         auto_resolve = policy.spec.alerts.auto_resolve if policy is not None else True

@@ -224,6 +224,7 @@ async def run(
             "scheduler": asyncio.create_task(scheduler.run(leader_stop), name="scheduler"),
             "deliveries": asyncio.create_task(reconciler.queue.run(leader_stop), name="deliveries"),
             "actions": asyncio.create_task(reconciler.actions.run(leader_stop), name="actions"),
+            "postmortems": asyncio.create_task(reconciler.postmortems.run(leader_stop), name="postmortems"),
             "policies": asyncio.create_task(monitor.run(leader_stop), name="policies"),
             "reports": asyncio.create_task(reports.run(leader_stop), name="reports"),
         }

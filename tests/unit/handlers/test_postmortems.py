@@ -4,6 +4,7 @@ policy's template read from its ConfigMap (a missing one falls back, and says so
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -72,8 +73,35 @@ def resolved(**spec: Any) -> tuple[Incident, Selection]:
     return sim.incident, sim.selection()
 
 
-def writer(ledger: Ledger) -> PostmortemWriter:
-    return PostmortemWriter(api=None, ledger=ledger, clock=lambda: at(11))  # type: ignore[arg-type]
+async def writer(
+    ledger: Ledger, stop: asyncio.Event | None = None, clock: Callable[[], datetime.datetime] = lambda: at(11)
+) -> PostmortemWriter:
+    """A writer running as a leader's part (until ``stop``, if one is given)."""
+    pm = PostmortemWriter(api=None, ledger=ledger, clock=clock)  # type: ignore[arg-type]
+    asyncio.get_running_loop().create_task(pm.run(stop or asyncio.Event()))
+    await asyncio.sleep(0)  # the part starts: this replica leads
+    return pm
+
+
+async def test_only_a_leading_writer_writes_and_its_stop_cancels_what_it_was_writing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configmaps = ConfigMaps(monkeypatch)
+    inc, selection = resolved()
+    idle = PostmortemWriter(api=None, ledger=Ledger(inc), clock=lambda: at(11))  # type: ignore[arg-type]
+    idle.submit(("team", "inc"), inc, selection, settled=True)
+    assert not idle._busy, "a replica that does not lead writes no draft"
+    stop = asyncio.Event()
+    pm = await writer(Ledger(inc), stop)
+    pm.submit(("team", "inc"), inc, selection, settled=True)
+    assert pm._busy
+    stop.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not pm._busy, "stopping leading cancels the drafts being written"
+    written = dict(configmaps.objects)
+    pm.submit(("team", "inc"), inc, selection, settled=True)
+    assert not pm._busy and configmaps.objects == written, "after its stop the writer starts nothing"
 
 
 async def test_a_crash_between_the_configmap_and_the_status_leaves_one_draft(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +109,7 @@ async def test_a_crash_between_the_configmap_and_the_status_leaves_one_draft(mon
     inc, selection = resolved()
     ledger = Ledger(inc)
     ledger.crash = True
-    pm = writer(ledger)
+    pm = await writer(ledger)
     pm.submit(("team", "inc"), inc, selection, settled=True)
     await pm.drain()
     assert ledger.incident.status.postmortem is not None and ledger.incident.status.postmortem.ref is None
@@ -108,7 +136,7 @@ async def test_a_configmap_of_that_name_that_is_not_the_incidents_is_not_taken(m
     configmaps = ConfigMaps(monkeypatch)
     inc, selection = resolved()
     ledger = Ledger(inc)
-    pm = writer(ledger)
+    pm = await writer(ledger)
     pm.submit(("team", "inc"), inc, selection, settled=True)
     await pm.drain()
     [body] = configmaps.objects.values()
@@ -122,7 +150,7 @@ async def test_a_configmap_of_that_name_that_is_not_the_incidents_is_not_taken(m
 async def test_without_retained_evidence_the_incident_owns_its_draft(monkeypatch: pytest.MonkeyPatch) -> None:
     configmaps = ConfigMaps(monkeypatch)
     inc, selection = resolved(evidence={"retainOnDelete": False})
-    pm = writer(Ledger(inc))
+    pm = await writer(Ledger(inc))
     pm.submit(("team", "inc"), inc, selection, settled=True)
     await pm.drain()
     [body] = configmaps.objects.values()
@@ -134,11 +162,11 @@ async def test_without_retained_evidence_the_incident_owns_its_draft(monkeypatch
 async def test_not_before_the_response_settles_or_settle_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     configmaps = ConfigMaps(monkeypatch)
     inc, selection = resolved()
-    pm = PostmortemWriter(api=None, ledger=Ledger(inc), clock=lambda: at(10, seconds=5))  # type: ignore[arg-type]
+    pm = await writer(Ledger(inc), clock=lambda: at(10, seconds=5))
     pm.submit(("team", "inc"), inc, selection, settled=False)
     await pm.drain()
     assert configmaps.creates == 0
-    late = PostmortemWriter(api=None, ledger=Ledger(inc), clock=lambda: at(10) + datetime.timedelta(seconds=30))  # type: ignore[arg-type]
+    late = await writer(Ledger(inc), clock=lambda: at(10) + datetime.timedelta(seconds=30))
     late.submit(("team", "inc"), inc, selection, settled=False)
     await late.drain()
     assert configmaps.creates == 1
@@ -148,7 +176,7 @@ async def test_a_missing_template_configmap_falls_back_and_says_so(monkeypatch: 
     configmaps = ConfigMaps(monkeypatch)
     inc, selection = resolved(postmortems={"templateConfigMap": "pm-templates"})
     ledger = Ledger(inc)
-    pm = writer(ledger)
+    pm = await writer(ledger)
     pm.submit(("team", "inc"), inc, selection, settled=True)
     await pm.drain()
     assert [t.reason for t in ledger.events] == [reasons.POSTMORTEM_DRAFTED, reasons.POSTMORTEM_TEMPLATE_FAILED]
@@ -156,7 +184,7 @@ async def test_a_missing_template_configmap_falls_back_and_says_so(monkeypatch: 
     # And one that exists is used.
     configmaps.objects[("incidentops", "pm-templates")] = {"data": {"postmortem.md.j2": "# {{ pm.incident.title }}"}}
     ledger2 = Ledger(inc)
-    pm2 = PostmortemWriter(api=None, ledger=ledger2, clock=lambda: at(11))  # type: ignore[arg-type]
+    pm2 = await writer(ledger2)
     configmaps.objects = {k: v for k, v in configmaps.objects.items() if k[0] == "incidentops"}
     pm2.submit(("team", "inc"), inc, selection, settled=True)
     await pm2.drain()
