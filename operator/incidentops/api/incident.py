@@ -595,7 +595,7 @@ class StatusUpdate(ApiModel):
 
 
 class Roles(ApiModel):
-    """The incident command roles. An unclaimed role of a P1 or P2 incident is reminded about."""
+    """The incident command roles, as people claim them (shown by ``describe`` and in the post-mortem)."""
 
     commander: Identity | None = None
     """The incident commander: coordinates and decides."""
