@@ -34,7 +34,7 @@ STATUS_UPDATE: Final = "status-update"
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
 ACTION: Final = "action"
-POSTMORTEM_DUE = "postmortem-due"
+POSTMORTEM_DUE: Final = "postmortem-due"
 
 EVENTS: Final[tuple[str, ...]] = (
     TRIGGERED,

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from incidentops import kube, metrics
 from incidentops.actions import registry as action_modules
 from incidentops.api import EscalationPolicy, Incident, conditions, reasons
-from incidentops.api.incident import IncidentStatus
+from incidentops.api.incident import IncidentStatus, PostmortemState
 from incidentops.domain import actions as acting
 from incidentops.domain import delivery as delivering
 from incidentops.domain import plan as planning
@@ -249,7 +249,8 @@ class Reconciler:
         )
         self.postmortems.submit(key, after, look.selection, settled)
         self.open.set(key, after.status.severity, after.status.phase)
-        self.open.overdue(key, after.status.postmortem is not None and after.status.postmortem.state == "Overdue")
+        postmortem = after.status.postmortem
+        self.open.overdue(key, postmortem is not None and postmortem.state is PostmortemState.OVERDUE)
         if after.status.phase == "Closed":
             self.forget(key)
             return None
