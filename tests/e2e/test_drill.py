@@ -27,6 +27,7 @@ from tests.e2e import alertmanager as am
 from tests.e2e.conftest import FAST_OPERATOR_ENV, eventually, get_json
 from tests.e2e.receivers import Receivers
 from tests.e2e.test_actions import actions_of, settled, two_revisions
+from tests.e2e.test_deliveries import policy_ready
 from tests.e2e.test_escalation import install_policy, wait_event
 from tests.e2e.test_plugin import run_script
 
@@ -82,13 +83,6 @@ def _status(url: str) -> int | None:
         return None
 
 
-def crd_keeps_drill_targets(cluster: controlplane.ControlPlane) -> bool:
-    """Whether the served Incident CRD has ``spec.drillTargets`` (the assessment's change adds it)."""
-    crd = get_json(cluster, "crd", "incidents.incidentops.dev")
-    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
-    return "drillTargets" in version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-
-
 def start_gameday(
     cluster: controlplane.ControlPlane, namespace: str, operator: OperatorProcess, token: Path, tmp_path: Path
 ) -> tuple[subprocess.CompletedProcess[str], str]:
@@ -133,13 +127,7 @@ def test_a_drill_from_a_scenario_with_alerts_through_the_real_receiver(
         levels=[{"name": "on-call", "after": "0s", "notify": ["hook", "chat", "pager"]}],
         remediation=[{"when": {"severities": ["P1"]}, "actions": [{"name": "rollback-cart", "rollback": {}}]}],
     )
-    eventually(
-        "the policy to be Ready",
-        lambda: any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (get_json(cluster, "escpol/paging", "-n", namespace).get("status") or {}).get("conditions", [])
-        ),
-    )
+    eventually("the policy to be Ready", lambda: policy_ready(cluster, namespace).get("status") == "True")
     result, name = start_gameday(cluster, namespace, operator, token, tmp_path)
     assert f'drill "{name}" started in namespace "{namespace}"' in result.stdout, (
         "the receiver placed it by the group's namespace label"
@@ -161,11 +149,8 @@ def test_a_drill_from_a_scenario_with_alerts_through_the_real_receiver(
     assert datetime.timedelta(seconds=100) <= created - started <= datetime.timedelta(seconds=180), (
         "startsAt -2m: the drill's detection time is about two minutes"
     )
-    if crd_keeps_drill_targets(cluster):
-        assert spec["drillTargets"] == TARGETS
-    else:
-        assert "drillTargets" not in spec
-        assert "does not keep spec.drillTargets" in result.stderr
+    assert spec["drillTargets"] == TARGETS
+    assert "does not keep spec.drillTargets" not in result.stderr
 
     # Every page says DRILL.
     hooks = [d for d in receivers.of("webhook") if d.body.get("incident", {}).get("name") == name]
@@ -215,8 +200,7 @@ def test_a_drill_declared_from_a_scenario_without_alerts(
     incident = settled(cluster, namespace, name, "evidence")
     assert incident["spec"]["drill"] is True and incident["spec"]["source"] == {"kind": "manual"}
     assert incident["status"]["escalationPolicy"].endswith("/paging")
-    if crd_keeps_drill_targets(cluster):
-        assert incident["spec"]["drillTargets"] == {"acknowledge": "10m", "resolve": "2h"}
+    assert incident["spec"]["drillTargets"] == {"acknowledge": "10m", "resolve": "2h"}
     hooks = [d for d in receivers.of("webhook") if d.body.get("incident", {}).get("name") == name]
     assert hooks and all(d.body["drill"] is True for d in hooks)
     record = actions_of(incident)["evidence"]
